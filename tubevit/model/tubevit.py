@@ -1,0 +1,157 @@
+"""The assembled TubeViT (paper §3, Fig. 2): sparse tubes -> fixed tube-centre position embedding
+-> one ViT shared by images and videos -> attention pooling -> one linear head per dataset.
+
+Inputs: images ``[B, C, H, W]`` (through the 2D tube alone) or videos ``[B, C, T, H, W]`` (through
+every tube), of any size the tubes fit; outputs logits ``[B, classes]`` of the chosen head.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import torch
+import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
+
+from tubevit.model.config import ModelConfig
+from tubevit.model.heads import AttentionPool, DatasetHeads
+from tubevit.model.pos_embed import PositionCache
+from tubevit.model.presets import preset_config
+from tubevit.model.tokenizer import TubeTokenizer
+from tubevit.model.tubes import TubeLayout, get_tube_set
+from tubevit.model.vit import Block
+
+
+class TubeViT(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.width
+        # Not a buffer: the table depends on the input shape and is never saved. Built first so a
+        # width the embedding cannot take fails before anything is allocated.
+        self.pos_cache = PositionCache(d, cfg.pos_tau, cfg.pos_zero_fill)
+        self.tokenizer = TubeTokenizer(get_tube_set(cfg.tubes), d, cfg.in_chans, cfg.tokenizer)
+        rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
+        self.blocks = nn.ModuleList(
+            Block(d, cfg.num_heads, cfg.mlp_dim, qkv_bias=cfg.qkv_bias, drop=cfg.dropout, attn_drop=cfg.attn_dropout,
+                  drop_path=r, layer_scale=cfg.layer_scale, eps=cfg.norm_eps)
+            for r in rates
+        )
+        self.norm = nn.LayerNorm(d, eps=cfg.norm_eps)
+        self.pool = AttentionPool(d, cfg.num_heads)
+        self.heads = DatasetHeads(d, dict(cfg.num_classes), cfg.head_dropout)
+        self.grad_checkpointing = cfg.grad_checkpointing
+        self.apply(_init_linear)
+
+    # ------------------------------------------------------------------ geometry
+    def token_layout(self, input_shape) -> TubeLayout:
+        """The tube layout for an input shape ``(T, H, W)`` (video) or ``(H, W)`` (image)."""
+        if len(input_shape) == 2:
+            i = self.tokenizer.image_tube
+            if i is None:
+                raise ValueError("this tube set has no 2D tube, so it cannot take images")
+            return TubeLayout((1, *map(int, input_shape)), (self.tokenizer.specs[i],))
+        return self.tokenizer.layout(input_shape)
+
+    def position_embedding(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``[N, d]`` table for the input ``x``'s shape, cached per (shape, device, dtype)."""
+        is_image, thw = self.tokenizer.check_input(x)
+        key = ("image" if is_image else "video", thw)
+        layout = self.token_layout(thw[1:] if is_image else thw)
+        return self.pos_cache.get(key, layout.centres, x.device, dtype)
+
+    # ------------------------------------------------------------------ forward
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Tube tokens plus position embedding: ``[B, N, d]`` (the paper's z0 plus positions)."""
+        tokens = self.tokenizer(x)
+        return tokens + self.position_embedding(x, tokens.dtype)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalised encoder tokens ``[B, N, d]``."""
+        z = self.embed(x)
+        for blk in self.blocks:
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                z = checkpoint(blk, z, use_reentrant=False)
+            else:
+                z = blk(z)
+        return self.norm(z)
+
+    def forward_head(self, tokens: torch.Tensor, head: str | None = None, pre_logits: bool = False) -> torch.Tensor:
+        pooled = self.pool(tokens)
+        return pooled if pre_logits else self.heads(pooled, head)
+
+    def forward_pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """Attention-pooled features ``[B, d]``, shared by every head."""
+        return self.forward_head(self.forward_features(x), pre_logits=True)
+
+    def forward(self, x: torch.Tensor, head: str | None = None) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x), head)
+
+    # ------------------------------------------------------------------ common model surface
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names the optimizer should not decay (besides biases and norms)."""
+        return {"pool.probe"}
+
+    def add_head(self, name: str, num_classes: int) -> None:
+        """Add (or replace) one dataset's head, e.g. for fine-tuning on a new label space."""
+        head = nn.Linear(self.cfg.width, num_classes)
+        nn.init.trunc_normal_(head.weight, std=0.02)
+        nn.init.zeros_(head.bias)
+        p = next(self.parameters())
+        self.heads[name] = head.to(device=p.device, dtype=p.dtype)
+        self.cfg.num_classes = {**self.cfg.num_classes, name: int(num_classes)}
+
+    @property
+    def head_names(self) -> list[str]:
+        return self.heads.names
+
+    def param_groups_summary(self) -> dict[str, int]:
+        """Parameter counts of the tubes, the backbone (blocks + final norm) and the readout."""
+        count = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
+        return {
+            "tubes": count(self.tokenizer),
+            "backbone": count(self.blocks) + count(self.norm),
+            "pool": count(self.pool),
+            "heads": count(self.heads),
+            "total": count(self),
+        }
+
+
+def _init_linear(m: nn.Module) -> None:
+    # JAX ViT convention: xavier-uniform linear weights, zero biases (heads re-initialised by DatasetHeads).
+    if isinstance(m, nn.Linear) and m.weight.device.type != "meta":
+        nn.init.xavier_uniform_(m.weight)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+def create_model(
+    name: str = "tubevit_base",
+    *,
+    num_classes: int | Mapping[str, int] | None = None,
+    tubes=None,
+    tokenizer: str | None = None,
+    device: str | torch.device | None = None,
+    **overrides,
+) -> TubeViT:
+    """Build a preset (``tubevit_tiny``, ``_small``, ``_base``, ``_large``, ``_huge``).
+
+    ``num_classes`` is an int (one head named ``default``) or ``{dataset: classes}``; any
+    ``ModelConfig`` field can be overridden by keyword. ``device="meta"`` builds without
+    allocating memory, for inspecting the large presets.
+    """
+    if num_classes is not None:
+        overrides["num_classes"] = {"default": int(num_classes)} if isinstance(num_classes, int) else dict(num_classes)
+    if tubes is not None:
+        overrides["tubes"] = tubes
+    if tokenizer is not None:
+        overrides["tokenizer"] = tokenizer
+    cfg = preset_config(name, **overrides)
+    if device is not None:
+        with torch.device(device):
+            model = TubeViT(cfg)
+        return model
+    return TubeViT(cfg)
