@@ -1,0 +1,111 @@
+"""Clip sampling: pure index math, no I/O (unit-tested without any video).
+
+Paper §5 / Table 10: training takes one random temporal crop per video (64 frames at 15 fps for
+Kinetics, 32 frames at 24 fps for SSv2, 128 at 6 fps for Charades); evaluation averages
+4 temporal x 3 spatial views. A clip of ``frames`` frames at ``stride`` covers
+``span = floor((frames - 1) * stride) + 1`` source frames; a target frame rate turns into the
+stride ``source_fps / target_fps`` (possibly fractional; indices are floored).
+
+Videos shorter than a clip never fail. ``short="loop"`` (default) wraps the indices around
+(``i mod num_frames``), as mmaction2 does, so the clip keeps moving forward in time with one jump;
+``short="pad"`` repeats the last frame instead (the clip freezes at the end). Looping is the
+default because the classes the paper targets (and the built-in data) are defined by motion, and a
+frozen tail carries none.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+__all__ = [
+    "SHORT_POLICIES",
+    "clip_indices",
+    "clip_span",
+    "eval_clip_indices",
+    "resolve_stride",
+    "train_clip_indices",
+]
+
+SHORT_POLICIES = ("loop", "pad")
+
+
+def resolve_stride(stride: float | None, fps: float | None, source_fps: float | None) -> float:
+    """The frame stride: ``source_fps / fps`` when a target frame rate is given, else ``stride``.
+
+    A target rate above the source rate gives a stride below 1 (frames repeat), never an error.
+    """
+    if fps is not None:
+        if not source_fps or source_fps <= 0:
+            raise ValueError("a target fps needs the source frame rate")
+        if fps <= 0:
+            raise ValueError(f"target fps must be positive, got {fps}")
+        return float(source_fps) / float(fps)
+    if stride is None or stride <= 0:
+        raise ValueError(f"stride must be positive, got {stride}")
+    return float(stride)
+
+
+def clip_span(frames: int, stride: float) -> int:
+    """Number of source frames a clip covers, first to last inclusive."""
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
+    return int(math.floor((frames - 1) * stride + 1e-9)) + 1
+
+
+def clip_indices(
+    start: int, frames: int, stride: float, num_frames: int, *, short: str = "loop"
+) -> np.ndarray:
+    """``frames`` indices from ``start`` at ``stride``, folded into ``[0, num_frames)``."""
+    if short not in SHORT_POLICIES:
+        raise ValueError(f"short must be one of {SHORT_POLICIES}, got {short!r}")
+    if num_frames < 1:
+        raise ValueError(f"video has no frames (num_frames={num_frames})")
+    idx = start + np.floor(np.arange(frames) * stride + 1e-9).astype(np.int64)
+    if short == "loop":
+        return idx % num_frames
+    return np.minimum(idx, num_frames - 1)
+
+
+def train_clip_indices(
+    num_frames: int,
+    frames: int,
+    stride: float,
+    rng: np.random.Generator,
+    *,
+    short: str = "loop",
+) -> np.ndarray:
+    """One random clip (uniform start over every position where it fits): ``int64 [frames]``.
+
+    If the video is shorter than the clip span, the clip starts at a random frame and loops
+    (``short="loop"``), or starts at 0 and repeats the last frame (``short="pad"``).
+    """
+    span = clip_span(frames, stride)
+    if span <= num_frames:
+        start = int(rng.integers(0, num_frames - span + 1))
+    elif short == "loop":
+        start = int(rng.integers(0, num_frames))  # any phase of the loop is equally valid
+    else:
+        start = 0
+    return clip_indices(start, frames, stride, num_frames, short=short)
+
+
+def eval_clip_indices(
+    num_frames: int, frames: int, stride: float, clips: int, *, short: str = "loop"
+) -> np.ndarray:
+    """``clips`` uniformly spaced clips: ``int64 [clips, frames]``.
+
+    Starts are ``round(linspace(0, num_frames - span, clips))`` (first clip at the start, last
+    at the end); a single clip is centred. Shorter videos start every clip at 0 (the views then
+    differ only spatially), so evaluation is deterministic and never crashes.
+    """
+    if clips < 1:
+        raise ValueError(f"clips must be >= 1, got {clips}")
+    span = clip_span(frames, stride)
+    room = max(num_frames - span, 0)
+    if clips == 1:
+        starts = np.array([room // 2])
+    else:
+        starts = np.round(np.linspace(0, room, clips)).astype(np.int64)
+    return np.stack([clip_indices(int(s), frames, stride, num_frames, short=short) for s in starts])

@@ -1,0 +1,373 @@
+"""Tensor transforms for clips and images (no torchvision).
+
+Axis order: a clip is ``[C, T, H, W]``, an image ``[C, H, W]``; every spatial op here acts on the
+last two axes only, so one crop, flip or RandAugment op is by construction shared by all frames of
+a clip (paper §5: random spatial and temporal crops; RandAugment 2 layers, magnitude 10, applied
+identically to every frame). Values are float in ``[0, 1]`` until :func:`normalize`.
+
+Randomness comes from an optional ``torch.Generator`` so that the loader can make every sample's
+augmentation a pure function of (seed, epoch, index), independent of the number of workers.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "MixupCutmix",
+    "RandAugment",
+    "center_crop",
+    "crop",
+    "hflip",
+    "normalize",
+    "random_resized_crop",
+    "random_resized_crop_params",
+    "resize",
+    "short_side_resize",
+    "smooth_one_hot",
+    "spatial_crops",
+    "three_crop",
+    "to_float",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _rand(generator: torch.Generator | None, *shape) -> torch.Tensor:
+    return torch.rand(shape or (), generator=generator)
+
+
+def to_float(frames) -> torch.Tensor:
+    """Decoder output ``uint8 [T, H, W, 3]`` -> float clip ``[3, T, H, W]`` in [0, 1]; an image
+    ``uint8 [H, W, 3]`` -> ``[3, H, W]``."""
+    x = torch.as_tensor(np.ascontiguousarray(frames))
+    x = x.movedim(-1, 0)  # channels first: [3, T, H, W] or [3, H, W]
+    return x.float().div_(255.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Geometry
+
+
+def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize of the last two axes (antialiased when shrinking)."""
+    h, w = x.shape[-2:]
+    if (h, w) == tuple(size):
+        return x
+    lead = x.shape[:-2]
+    flat = x.reshape(1, -1, h, w)  # every channel/frame is an independent plane
+    out = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    return out.reshape(*lead, *size)
+
+
+def short_side_resize(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize so that the shorter spatial side is ``size``, keeping the aspect ratio."""
+    h, w = x.shape[-2:]
+    if h <= w:
+        return resize(x, (size, max(1, int(round(w * size / h)))))
+    return resize(x, (max(1, int(round(h * size / w))), size))
+
+
+def crop(x: torch.Tensor, top: int, left: int, height: int, width: int) -> torch.Tensor:
+    return x[..., top : top + height, left : left + width]
+
+
+def center_crop(x: torch.Tensor, size: int) -> torch.Tensor:
+    """Central ``size x size`` window (the input must be at least that large)."""
+    h, w = x.shape[-2:]
+    if h < size or w < size:
+        raise ValueError(f"cannot crop {size}x{size} from {h}x{w}; resize first")
+    return crop(x, (h - size) // 2, (w - size) // 2, size, size)
+
+
+def three_crop(x: torch.Tensor, size: int) -> list[torch.Tensor]:
+    """Three ``size x size`` crops along the longer side: start, centre, end (the usual
+    3-crop test views; with the short side resized to ``size`` they cover the whole frame)."""
+    h, w = x.shape[-2:]
+    if h < size or w < size:
+        raise ValueError(f"cannot crop {size}x{size} from {h}x{w}; resize first")
+    if w >= h:
+        return [crop(x, (h - size) // 2, left, size, size) for left in (0, (w - size) // 2, w - size)]
+    return [crop(x, top, (w - size) // 2, size, size) for top in (0, (h - size) // 2, h - size)]
+
+
+def spatial_crops(x: torch.Tensor, size: int, crops: int) -> list[torch.Tensor]:
+    """Evaluation crops: 1 -> centre crop, 3 -> :func:`three_crop` (paper: 4x3 views)."""
+    if crops == 1:
+        return [center_crop(x, size)]
+    if crops == 3:
+        return three_crop(x, size)
+    raise ValueError(f"crops must be 1 or 3, got {crops}")
+
+
+def random_resized_crop_params(
+    height: int,
+    width: int,
+    scale: tuple[float, float] = (0.25, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    generator: torch.Generator | None = None,
+) -> tuple[int, int, int, int]:
+    """(top, left, h, w) of a random window with area fraction in ``scale`` and aspect ratio in
+    ``ratio`` (log-uniform); after 10 failed tries, the largest centred window within ``ratio``."""
+    area = height * width
+    log_ratio = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * (scale[0] + (scale[1] - scale[0]) * float(_rand(generator)))
+        aspect = math.exp(log_ratio[0] + (log_ratio[1] - log_ratio[0]) * float(_rand(generator)))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(torch.randint(0, height - h + 1, (), generator=generator))
+            left = int(torch.randint(0, width - w + 1, (), generator=generator))
+            return top, left, h, w
+    in_ratio = width / height
+    if in_ratio < ratio[0]:
+        w, h = width, int(round(width / ratio[0]))
+    elif in_ratio > ratio[1]:
+        h, w = height, int(round(height * ratio[1]))
+    else:
+        w, h = width, height
+    return (height - h) // 2, (width - w) // 2, h, w
+
+
+def random_resized_crop(
+    x: torch.Tensor,
+    size: int,
+    scale: tuple[float, float] = (0.25, 1.0),
+    ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """One random window for the whole clip, resized to ``size x size``."""
+    top, left, h, w = random_resized_crop_params(*x.shape[-2:], scale, ratio, generator)
+    return resize(crop(x, top, left, h, w), (size, size))
+
+
+def hflip(x: torch.Tensor) -> torch.Tensor:
+    return x.flip(-1)
+
+
+def normalize(
+    x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
+    """``(x - mean) / std`` over the channel axis (axis 0 of ``[C, ...]``)."""
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    mean_t = torch.as_tensor(mean, dtype=x.dtype).reshape(shape)
+    std_t = torch.as_tensor(std, dtype=x.dtype).reshape(shape)
+    return (x - mean_t) / std_t
+
+
+# ---------------------------------------------------------------------------------------------
+# RandAugment
+
+
+def _gray(x: torch.Tensor) -> torch.Tensor:
+    # ITU-R 601 luma, as PIL's "L" conversion; keeps a channel axis of 1.
+    return (0.299 * x[0:1] + 0.587 * x[1:2] + 0.114 * x[2:3])
+
+
+def _blend(a: torch.Tensor, b: torch.Tensor, factor: float) -> torch.Tensor:
+    # factor 1 -> a, 0 -> b, >1 extrapolates (PIL ImageEnhance semantics)
+    return (b + factor * (a - b)).clamp_(0, 1)
+
+
+def _affine(x: torch.Tensor, matrix: torch.Tensor, fill: float = 0.5) -> torch.Tensor:
+    """Apply a 2x3 matrix in normalised coordinates to every plane; fill the uncovered area."""
+    h, w = x.shape[-2:]
+    planes = x.reshape(1, -1, h, w) - fill  # zero padding then shifts to `fill`
+    grid = F.affine_grid(matrix.unsqueeze(0), list(planes.shape), align_corners=False)
+    out = F.grid_sample(planes, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return (out + fill).reshape(x.shape)
+
+
+def _equalize(x: torch.Tensor) -> torch.Tensor:
+    # Histogram equalisation per channel, with the histogram of the whole clip so every frame
+    # gets the same mapping (PIL ImageOps.equalize's rule otherwise).
+    q = (x * 255).round().long().clamp_(0, 255)
+    out = torch.empty_like(x)
+    for c in range(x.shape[0]):
+        hist = torch.bincount(q[c].reshape(-1), minlength=256)
+        nonzero = hist[hist > 0]
+        step = (nonzero.sum() - nonzero[-1]) // 255
+        if step == 0:
+            out[c] = x[c]
+            continue
+        lut = (torch.cumsum(hist, 0) + step // 2) // step
+        lut = torch.cat([lut.new_zeros(1), lut[:-1]]).clamp_(0, 255)
+        out[c] = lut[q[c]].float() / 255
+    return out
+
+
+def _autocontrast(x: torch.Tensor) -> torch.Tensor:
+    flat = x.reshape(x.shape[0], -1)
+    lo = flat.min(1).values.reshape(-1, *([1] * (x.dim() - 1)))
+    hi = flat.max(1).values.reshape(-1, *([1] * (x.dim() - 1)))
+    scale = torch.where(hi > lo, 1.0 / (hi - lo).clamp_min(1e-6), torch.ones_like(hi))
+    lo = torch.where(hi > lo, lo, torch.zeros_like(lo))
+    return ((x - lo) * scale).clamp_(0, 1)
+
+
+def _sharpness(x: torch.Tensor, factor: float) -> torch.Tensor:
+    h, w = x.shape[-2:]
+    kernel = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=x.dtype) / 13
+    planes = x.reshape(-1, 1, h, w)
+    blurred = F.conv2d(F.pad(planes, (1, 1, 1, 1), mode="replicate"), kernel[None, None])
+    return _blend(planes, blurred, factor).reshape(x.shape)
+
+
+class RandAugment:
+    """RandAugment (Cubuk et al. 2020) on a clip ``[C, T, H, W]`` or image ``[C, H, W]``.
+
+    ``num_layers`` ops drawn uniformly with replacement, each at ``magnitude`` out of 10 with a
+    random sign where the op has one (timm's ``rand-m10-n2`` without magnitude noise; paper §5:
+    2 layers, magnitude 10). One draw is applied to the whole clip: geometric ops use one matrix
+    for all frames and intensity statistics (equalize, autocontrast, contrast mean) are computed
+    over the clip, so every frame gets the same mapping.
+    """
+
+    OPS = (
+        "identity", "autocontrast", "equalize", "rotate", "solarize", "color", "posterize",
+        "contrast", "brightness", "sharpness", "shear_x", "shear_y", "translate_x", "translate_y",
+    )
+
+    def __init__(self, num_layers: int = 2, magnitude: float = 10, fill: float = 0.5):
+        self.num_layers, self.magnitude, self.fill = num_layers, magnitude, fill
+
+    def __repr__(self) -> str:
+        return f"RandAugment(num_layers={self.num_layers}, magnitude={self.magnitude})"
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        for _ in range(self.num_layers):
+            op = self.OPS[int(torch.randint(len(self.OPS), (), generator=generator))]
+            sign = 1.0 if float(_rand(generator)) < 0.5 else -1.0
+            x = self.apply(x, op, self.magnitude, sign)
+        return x
+
+    def apply(self, x: torch.Tensor, op: str, magnitude: float, sign: float = 1.0) -> torch.Tensor:
+        """One named op at ``magnitude`` (0-10) with ``sign`` (deterministic; used in tests)."""
+        m = magnitude / 10.0
+        if op == "identity":
+            return x
+        if op == "autocontrast":
+            return _autocontrast(x)
+        if op == "equalize":
+            return _equalize(x)
+        if op == "solarize":  # invert pixels above a threshold falling from 1 to 0
+            threshold = 1.0 - m
+            return torch.where(x >= threshold, 1.0 - x, x)
+        if op == "posterize":  # keep 8 - 4m bits (timm's increasing posterize: 4 at m=10)
+            bits = int(round(8 - 4 * m))
+            shift = 8 - bits
+            q = (x * 255).round().to(torch.uint8)
+            return ((q >> shift) << shift).float() / 255
+        if op in ("color", "contrast", "brightness", "sharpness"):
+            factor = 1.0 + sign * 0.9 * m
+            if op == "color":
+                return _blend(x, _gray(x).expand_as(x), factor)
+            if op == "contrast":
+                return _blend(x, _gray(x).mean().expand_as(x), factor)
+            if op == "brightness":
+                return _blend(x, torch.zeros_like(x), factor)
+            return _sharpness(x, factor)
+        h, w = x.shape[-2:]
+        if op == "rotate":
+            # affine_grid works in normalised coords; correct for non-square frames
+            theta = math.radians(30.0 * m * sign)
+            c, s = math.cos(theta), math.sin(theta)
+            mat = [[c, -s * h / w, 0.0], [s * w / h, c, 0.0]]
+        elif op == "shear_x":
+            mat = [[1.0, 0.3 * m * sign * h / w, 0.0], [0.0, 1.0, 0.0]]
+        elif op == "shear_y":
+            mat = [[1.0, 0.0, 0.0], [0.3 * m * sign * w / h, 1.0, 0.0]]
+        elif op == "translate_x":  # up to 45% of the width (timm's translate_pct)
+            mat = [[1.0, 0.0, 2 * 0.45 * m * sign], [0.0, 1.0, 0.0]]
+        elif op == "translate_y":
+            mat = [[1.0, 0.0, 0.0], [0.0, 1.0, 2 * 0.45 * m * sign]]
+        else:
+            raise ValueError(f"unknown RandAugment op {op!r}")
+        return _affine(x, torch.tensor(mat, dtype=x.dtype), self.fill)
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixup / CutMix
+
+
+def smooth_one_hot(y: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> torch.Tensor:
+    """Label-smoothed one-hot targets: ``1 - smoothing + smoothing/K`` on the label,
+    ``smoothing/K`` elsewhere (rows sum to 1)."""
+    off = smoothing / num_classes
+    out = torch.full((y.shape[0], num_classes), off, dtype=torch.float32)
+    out.scatter_(1, y.long().view(-1, 1), 1.0 - smoothing + off)
+    return out
+
+
+class MixupCutmix:
+    """Mixup / CutMix on a batch ``[B, C, H, W]`` or ``[B, C, T, H, W]`` with label smoothing.
+
+    Each call mixes the batch with its reverse (``x.flip(0)``, as timm does, so no extra memory
+    or sampling): with probability ``switch_prob`` CutMix (one box, shared by all frames),
+    otherwise Mixup; ``prob`` is the chance of mixing at all. An alpha of 0 disables that mode.
+    Returns ``(x_mixed, y_soft [B, num_classes])``; the CutMix weight is corrected to the box's
+    true area after clipping. SSv2 in the paper: mixup 0.3, label smoothing 0.3 (Table 10).
+    """
+
+    def __init__(
+        self,
+        mixup_alpha: float = 0.8,
+        cutmix_alpha: float = 1.0,
+        prob: float = 1.0,
+        switch_prob: float = 0.5,
+        label_smoothing: float = 0.1,
+    ):
+        self.mixup_alpha, self.cutmix_alpha = mixup_alpha, cutmix_alpha
+        self.prob, self.switch_prob, self.label_smoothing = prob, switch_prob, label_smoothing
+
+    def __call__(
+        self,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        num_classes: int,
+        generator: torch.Generator | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        y_soft = smooth_one_hot(y, num_classes, self.label_smoothing).to(x.device)
+        use_mix = self.mixup_alpha > 0 or self.cutmix_alpha > 0
+        if not use_mix or float(_rand(generator)) >= self.prob or x.shape[0] < 2:
+            return x, y_soft
+        cutmix = self.cutmix_alpha > 0 and (
+            self.mixup_alpha <= 0 or float(_rand(generator)) < self.switch_prob
+        )
+        alpha = self.cutmix_alpha if cutmix else self.mixup_alpha
+        lam = _beta(alpha, generator)
+        x = x.clone()
+        if cutmix:
+            h, w = x.shape[-2:]
+            top, bottom, left, right = _cut_box(h, w, lam, generator)
+            x[..., top:bottom, left:right] = x.flip(0)[..., top:bottom, left:right]
+            lam = 1.0 - (bottom - top) * (right - left) / (h * w)
+        else:
+            x.mul_(lam).add_(x.flip(0), alpha=1.0 - lam)
+        return x, lam * y_soft + (1.0 - lam) * y_soft.flip(0)
+
+
+def _beta(alpha: float, generator: torch.Generator | None) -> float:
+    # torch's Beta sampler takes no generator; seed numpy's from the (possibly global) torch RNG
+    # so the draw stays reproducible under the loader's per-sample seeding.
+    seed = int(torch.randint(0, 2**62, (), generator=generator))
+    return float(np.random.default_rng(seed).beta(alpha, alpha))
+
+
+def _cut_box(h: int, w: int, lam: float, generator) -> tuple[int, int, int, int]:
+    cut = math.sqrt(1.0 - lam)
+    ch, cw = int(h * cut), int(w * cut)
+    cy = int(torch.randint(0, h, (), generator=generator))
+    cx = int(torch.randint(0, w, (), generator=generator))
+    top, bottom = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+    left, right = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+    return top, bottom, left, right
