@@ -75,23 +75,23 @@ class Tube(nn.Module):
         spec = self.spec
         weight = self.weight if weight is None else weight
         grid = tube_grid(spec, x.shape[2:])
-        ot, oh, ow = spec.offset
-        x = x[:, :, ot:, oh:, ow:]
         cs = spec.conv_stride
-        if self.factor > 1:
-            # Each token packs f conv outputs per axis at stride/f; pad the far end when the last
-            # group's neighbours would run past the clip, so the grid equals the plain tube's.
-            pads = []
-            for n, f, k, s, d in zip(grid, spec.s2d, spec.kernel, cs, x.shape[2:]):
-                pads.append(max(0, (n * f - 1) * s + k - d))
-            if any(pads):
-                x = F.pad(x, (0, pads[2], 0, pads[1], 0, pads[0]))
-        y = F.conv3d(x, weight, self.bias, stride=cs)  # [B, d/S, T', H', W']
+        # Each token packs f conv outputs per axis at stride/f (f = 1 without space-to-depth), so
+        # the convolution needs exactly n*f positions: crop the input to that span (no output is
+        # computed and thrown away) and zero-pad the far end when the last group's neighbours
+        # would run past the clip, so the grid equals the plain tube's.
+        starts, spans, pads = spec.offset, [], []
+        for n, f, k, s, o, d in zip(grid, spec.s2d, spec.kernel, cs, spec.offset, x.shape[2:]):
+            need = (n * f - 1) * s + k
+            spans.append(min(need, d - o))
+            pads.append(need - spans[-1])
+        x = x[:, :, starts[0]: starts[0] + spans[0], starts[1]: starts[1] + spans[1], starts[2]: starts[2] + spans[2]]
+        if any(pads):
+            x = F.pad(x, (0, pads[2], 0, pads[1], 0, pads[0]))
+        y = F.conv3d(x, weight, self.bias, stride=cs)  # [B, d/S, nt*ft, nh*fh, nw*fw]
         if self.factor == 1:
-            y = y[:, :, : grid[0], : grid[1], : grid[2]]
             return y.flatten(2).transpose(1, 2)
         (nt, nh, nw), (ft, fh, fw) = grid, spec.s2d
-        y = y[:, :, : nt * ft, : nh * fh, : nw * fw]
         b, c = y.shape[:2]
         # [B, c, nt*ft, nh*fh, nw*fw] -> [B, nt, nh, nw, ft, fh, fw, c] -> [B, N, S*c]: the S
         # neighbouring outputs are concatenated on the channel axis, neighbour-major.
