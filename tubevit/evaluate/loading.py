@@ -1,0 +1,146 @@
+"""Loading a trained model for evaluation and prediction.
+
+If the training engine provides ``tubevit.engine.checkpoint.model_from_checkpoint`` it is used.
+Otherwise this module reads the checkpoint itself, with ``torch.load(weights_only=True)`` (no
+pickled code is ever executed), expecting the checkpoint contract:
+
+    {"model": state_dict, "config": TrainConfig.to_dict(), "classes": {head: [names]}, ...}
+
+``config`` holds ``preset``, ``model`` (a ``ModelConfig`` dict, which fixes the architecture and
+every head's class count) and ``data`` (``frames``, ``stride``, ``fps``, ``size``, ``decoder``,
+per-source ``name``). A flat ``ModelConfig`` dict under ``config`` or ``model_config`` is also
+read, as are ``state_dict``/``model_state`` for the weights, ``class_names`` for the names, and
+``module.``/``_orig_mod.`` key prefixes (DDP, ``torch.compile``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from tubevit.model import ModelConfig, TubeViT
+
+__all__ = ["LoadedModel", "load_model"]
+
+
+@dataclass
+class LoadedModel:
+    model: TubeViT
+    config: dict  # the resolved training config stored in the checkpoint (may be {})
+    classes: dict[str, list[str]]  # head -> class names (names "0".."K-1" if none were stored)
+    path: Path
+    extra: dict = field(default_factory=dict)
+
+    def head(self, name: str | None = None, prefer: str = "video") -> str:
+        """Resolve the head to evaluate: ``name``, else the only head, else ``prefer``."""
+        names = self.model.head_names
+        if name is not None:
+            if name not in names:
+                raise ValueError(f"unknown head {name!r}; the checkpoint has heads {names} (use --head)")
+            return name
+        if len(names) == 1:
+            return names[0]
+        if prefer in names:
+            return prefer
+        raise ValueError(f"the checkpoint has several heads {names}; choose one with --head NAME")
+
+    def data_config(self) -> dict:
+        return dict(self.config.get("data", {})) if isinstance(self.config, dict) else {}
+
+
+def _strip(state: dict) -> dict:
+    out = {}
+    for k, v in state.items():
+        for prefix in ("module.", "_orig_mod."):
+            while k.startswith(prefix):
+                k = k[len(prefix):]
+        out[k] = v
+    return out
+
+
+def _model_config(config: dict, ckpt: dict) -> ModelConfig:
+    raw = None
+    if isinstance(config.get("model"), dict):
+        raw = config["model"]
+    elif isinstance(ckpt.get("model_config"), dict):
+        raw = ckpt["model_config"]
+    elif config and "width" in config:
+        raw = config
+    if raw is None:
+        raise ValueError("the checkpoint has no model configuration (config.model); was it written by tubevit train?")
+    return ModelConfig.from_dict(dict(raw))
+
+
+def _classes(ckpt: dict, config: dict, model: TubeViT) -> dict[str, list[str]]:
+    stored = ckpt.get("classes", ckpt.get("class_names"))
+    heads = dict(model.cfg.num_classes)
+    out: dict[str, list[str]] = {}
+    if isinstance(stored, dict):
+        for h, names in stored.items():
+            if names:
+                out[str(h)] = [str(n) for n in names]
+    elif isinstance(stored, (list, tuple)) and stored and len(heads) == 1:
+        out[next(iter(heads))] = [str(n) for n in stored]
+    for h, k in heads.items():
+        if h not in out:
+            out[h] = [str(i) for i in range(int(k))]
+        elif len(out[h]) != int(k):
+            raise ValueError(f"checkpoint: head {h!r} has {k} outputs but {len(out[h])} class names")
+    return out
+
+
+def load_model(path, *, device="cpu") -> LoadedModel:
+    """Build the model stored in checkpoint ``path`` (eval mode, on ``device``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found; pass the last.pt or best.pt of a tubevit train run")
+    try:
+        from tubevit.engine.checkpoint import model_from_checkpoint  # type: ignore
+    except ImportError:
+        model_from_checkpoint = None
+    ckpt = None
+    if model_from_checkpoint is not None:
+        res = model_from_checkpoint(path, device=device) if _takes_device(model_from_checkpoint) else model_from_checkpoint(path)
+        model, extra = (res[0], res[1] if len(res) > 1 else {}) if isinstance(res, tuple) else (res, {})
+        ckpt = extra if isinstance(extra, dict) else {}
+        if "config" not in ckpt or ("classes" not in ckpt and "class_names" not in ckpt):
+            ckpt = {**_read(path), **ckpt}
+    else:
+        ckpt = _read(path)
+        config = ckpt.get("config") or {}
+        cfg = _model_config(config if isinstance(config, dict) else {}, ckpt)
+        model = TubeViT(cfg)
+        state = ckpt.get("model", ckpt.get("state_dict", ckpt.get("model_state")))
+        if not isinstance(state, dict):
+            raise ValueError(f"checkpoint {path} holds no model weights (expected a 'model' state dict)")
+        missing, unexpected = model.load_state_dict(_strip(state), strict=False)
+        if missing or unexpected:
+            raise ValueError(
+                f"checkpoint {path} does not match its own model config: missing {sorted(missing)[:5]}, "
+                f"unexpected {sorted(unexpected)[:5]}"
+            )
+    config = ckpt.get("config") or {}
+    model = model.to(device).eval()
+    return LoadedModel(model, config if isinstance(config, dict) else {}, _classes(ckpt, config, model), path,
+                       {k: ckpt[k] for k in ("step", "epoch", "metrics") if k in ckpt})
+
+
+def _read(path: Path) -> dict:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad checkpoint for the user
+        raise ValueError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"checkpoint {path} is not a dict (got {type(ckpt).__name__})")
+    return ckpt
+
+
+def _takes_device(fn) -> bool:
+    import inspect
+
+    try:
+        return "device" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
