@@ -39,6 +39,7 @@ __all__ = [
     "decode_all_frames",
     "decode_frames",
     "probe",
+    "read_image",
 ]
 
 BACKENDS = ("auto", "pyav", "torchcodec", "decord")
@@ -159,6 +160,15 @@ def decode_all_frames(path, *, short_side: int | None = None, threads: int = 0) 
     if not out:
         raise VideoDecodeError(path, "no decodable frames")
     return np.stack(out)
+
+
+def read_image(path, *, short_side: int | None = None) -> np.ndarray:
+    """Read one image (PNG/JPEG/BMP/WebP, decoded by FFmpeg) as ``uint8 [H, W, 3]``; raises
+    :class:`VideoDecodeError` naming the file if it cannot be read."""
+    path = Path(path)
+    if not path.is_file():
+        raise VideoDecodeError(path, "file not found" if not path.exists() else "not a file")
+    return _read_image(path, short_side)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -195,12 +195,14 @@ def _equalize(x: torch.Tensor) -> torch.Tensor:
     for c in range(x.shape[0]):
         hist = torch.bincount(q[c].reshape(-1), minlength=256)
         nonzero = hist[hist > 0]
-        step = (nonzero.sum() - nonzero[-1]) // 255
+        # PIL's rule with a real-valued step, so a clip of identical frames maps exactly as one
+        # frame does (integer division would round differently at a different pixel count).
+        step = (nonzero.sum() - nonzero[-1]).double() / 255
         if step == 0:
             out[c] = x[c]
             continue
-        lut = (torch.cumsum(hist, 0) + step // 2) // step
-        lut = torch.cat([lut.new_zeros(1), lut[:-1]]).clamp_(0, 255)
+        before = torch.cumsum(hist, 0).double() - hist  # pixels strictly below each level
+        lut = torch.floor((before + step / 2) / step).clamp_(0, 255).long()
         out[c] = lut[q[c]].float() / 255
     return out
 
@@ -286,10 +288,11 @@ class RandAugment:
             mat = [[1.0, 0.3 * m * sign * h / w, 0.0], [0.0, 1.0, 0.0]]
         elif op == "shear_y":
             mat = [[1.0, 0.0, 0.0], [0.3 * m * sign * w / h, 1.0, 0.0]]
-        elif op == "translate_x":  # up to 45% of the width (timm's translate_pct)
-            mat = [[1.0, 0.0, 2 * 0.45 * m * sign], [0.0, 1.0, 0.0]]
+        elif op == "translate_x":  # up to 45% of the width (timm's translate_pct); + moves right
+            # the matrix maps output to input coordinates, hence the minus
+            mat = [[1.0, 0.0, -2 * 0.45 * m * sign], [0.0, 1.0, 0.0]]
         elif op == "translate_y":
-            mat = [[1.0, 0.0, 0.0], [0.0, 1.0, 2 * 0.45 * m * sign]]
+            mat = [[1.0, 0.0, 0.0], [0.0, 1.0, -2 * 0.45 * m * sign]]
         else:
             raise ValueError(f"unknown RandAugment op {op!r}")
         return _affine(x, torch.tensor(mat, dtype=x.dtype), self.fill)
@@ -345,14 +348,15 @@ class MixupCutmix:
         )
         alpha = self.cutmix_alpha if cutmix else self.mixup_alpha
         lam = _beta(alpha, generator)
-        x = x.clone()
+        partner = x.flip(0)  # a copy, taken before x changes
         if cutmix:
             h, w = x.shape[-2:]
             top, bottom, left, right = _cut_box(h, w, lam, generator)
-            x[..., top:bottom, left:right] = x.flip(0)[..., top:bottom, left:right]
+            x = x.clone()
+            x[..., top:bottom, left:right] = partner[..., top:bottom, left:right]
             lam = 1.0 - (bottom - top) * (right - left) / (h * w)
         else:
-            x.mul_(lam).add_(x.flip(0), alpha=1.0 - lam)
+            x = lam * x + (1.0 - lam) * partner
         return x, lam * y_soft + (1.0 - lam) * y_soft.flip(0)
 
 

@@ -1,0 +1,148 @@
+"""Transforms: shapes, closed-form values, one op for every frame, Mixup/CutMix label algebra."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from tubevit.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MixupCutmix,
+    RandAugment,
+    center_crop,
+    hflip,
+    normalize,
+    random_resized_crop,
+    random_resized_crop_params,
+    short_side_resize,
+    smooth_one_hot,
+    spatial_crops,
+    three_crop,
+    to_float,
+)
+
+
+def _clip(t=4, h=24, w=32, seed=0):
+    # Every frame identical, so per-frame differences after a transform would show.
+    g = torch.Generator().manual_seed(seed)
+    frame = torch.rand(3, 1, h, w, generator=g)
+    return frame.expand(3, t, h, w).contiguous()
+
+
+def test_to_float_layout_and_range():
+    frames = np.zeros((5, 6, 7, 3), np.uint8)
+    frames[..., 1] = 255
+    x = to_float(frames)
+    assert x.shape == (3, 5, 6, 7) and x.dtype == torch.float32
+    assert x[1].min() == 1.0 and x[0].max() == 0.0
+
+
+def test_short_side_resize_and_crops():
+    x = _clip(h=24, w=32)
+    y = short_side_resize(x, 12)
+    assert y.shape == (3, 4, 12, 16)
+    assert short_side_resize(_clip(h=40, w=20), 10).shape == (3, 4, 20, 10)
+    c = center_crop(torch.arange(36.0).reshape(1, 6, 6), 2)
+    np.testing.assert_array_equal(c[0].numpy(), [[14, 15], [20, 21]])
+    crops = three_crop(torch.arange(12.0).reshape(1, 2, 6), 2)  # wide: left, centre, right
+    assert [int(cr[0, 0, 0]) for cr in crops] == [0, 2, 4]
+    assert len(spatial_crops(x, 24, 3)) == 3 and len(spatial_crops(x, 24, 1)) == 1
+    with pytest.raises(ValueError):
+        center_crop(x, 64)
+
+
+def test_random_resized_crop_is_shared_by_all_frames():
+    g = torch.Generator().manual_seed(3)
+    out = random_resized_crop(_clip(), 16, generator=g)
+    assert out.shape == (3, 4, 16, 16)
+    for t in range(1, 4):
+        torch.testing.assert_close(out[:, t], out[:, 0])
+
+
+def test_random_resized_crop_params_respect_scale_and_bounds():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(200):
+        top, left, h, w = random_resized_crop_params(100, 150, (0.25, 1.0), (3 / 4, 4 / 3), g)
+        assert 0 <= top and top + h <= 100 and 0 <= left and left + w <= 150
+        assert 0.2 * 15000 <= h * w <= 15000
+
+
+def test_hflip_and_normalize():
+    x = torch.arange(6.0).reshape(1, 1, 2, 3)
+    np.testing.assert_array_equal(hflip(x)[0, 0].numpy(), [[2, 1, 0], [5, 4, 3]])
+    img = torch.ones(3, 2, 2) * torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    assert normalize(img).abs().max() < 1e-6
+    one = normalize(torch.ones(3, 1, 1))
+    torch.testing.assert_close(one.flatten(), (1 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD))
+
+
+@pytest.mark.parametrize("op", RandAugment.OPS)
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_randaugment_ops_same_for_every_frame(op, sign):
+    ra = RandAugment()
+    out = ra.apply(_clip(), op, 10, sign)
+    assert out.shape == (3, 4, 24, 32)
+    assert out.min() >= -1e-6 and out.max() <= 1 + 1e-6
+    for t in range(1, 4):
+        torch.testing.assert_close(out[:, t], out[:, 0])
+    # and equal to the op on a single image (a clip is not treated differently)
+    torch.testing.assert_close(out[:, 0], ra.apply(_clip()[:, 0], op, 10, sign), atol=1e-5, rtol=0)
+
+
+def test_randaugment_closed_forms():
+    ra = RandAugment()
+    x = torch.tensor([0.2, 0.6, 0.95]).view(3, 1, 1)
+    torch.testing.assert_close(ra.apply(x, "solarize", 5).flatten(), torch.tensor([0.2, 0.4, 0.05]))
+    torch.testing.assert_close(ra.apply(x, "brightness", 10, -1).flatten(), x.flatten() * 0.1)
+    # translate by 45% of the width: column 0 of a ramp moves right, filled with grey
+    ramp = torch.linspace(0, 1, 20).expand(1, 4, 20)
+    moved = ra.apply(ramp, "translate_x", 10, 1)
+    assert torch.allclose(moved[0, :, :8], torch.tensor(0.5), atol=1e-5)
+    torch.testing.assert_close(moved[0, :, 10:], ramp[0, :, 1:11])  # shifted by 9 columns
+    assert not torch.equal(ra.apply(_clip(), "rotate", 10, 1), _clip())
+
+
+def test_randaugment_seeded_and_varied():
+    x = _clip()
+    a = RandAugment(2, 10)(x, torch.Generator().manual_seed(5))
+    b = RandAugment(2, 10)(x, torch.Generator().manual_seed(5))
+    torch.testing.assert_close(a, b)
+    outs = {RandAugment(2, 10)(x, torch.Generator().manual_seed(s)).sum().item() for s in range(10)}
+    assert len(outs) > 3
+
+
+def test_smooth_one_hot():
+    y = smooth_one_hot(torch.tensor([1, 0]), 4, 0.2)
+    torch.testing.assert_close(y[0], torch.tensor([0.05, 0.85, 0.05, 0.05]))
+    torch.testing.assert_close(y.sum(1), torch.ones(2))
+
+
+def test_mixup_label_algebra():
+    x = torch.stack([torch.zeros(3, 2, 4, 4), torch.ones(3, 2, 4, 4)])  # [B=2, C, T, H, W]
+    y = torch.tensor([0, 1])
+    mix = MixupCutmix(mixup_alpha=1.0, cutmix_alpha=0.0, label_smoothing=0.0)
+    xm, ym = mix(x, y, 2, torch.Generator().manual_seed(0))
+    lam = 1 - xm[0].mean().item()  # sample 0 = lam * 0 + (1 - lam) * 1
+    torch.testing.assert_close(ym[0], torch.tensor([lam, 1 - lam]))
+    torch.testing.assert_close(ym.sum(1), torch.ones(2))
+
+
+def test_cutmix_box_shared_across_frames_and_label_equals_area():
+    x = torch.stack([torch.zeros(3, 3, 16, 16), torch.ones(3, 3, 16, 16)])
+    mix = MixupCutmix(mixup_alpha=0.0, cutmix_alpha=1.0, label_smoothing=0.1)
+    for s in range(5):
+        xm, ym = mix(x, torch.tensor([0, 1]), 2, torch.Generator().manual_seed(s))
+        pasted = xm[0, 0, 0].mean().item()  # fraction of sample 0 replaced by sample 1
+        for t in range(3):
+            torch.testing.assert_close(xm[0, :, t], xm[0, :, 0])
+        smooth = smooth_one_hot(torch.tensor([0, 1]), 2, 0.1)
+        torch.testing.assert_close(ym[0], (1 - pasted) * smooth[0] + pasted * smooth[1])
+
+
+def test_mixup_disabled_returns_smoothed_labels_only():
+    x = torch.rand(4, 3, 8, 8)
+    xm, ym = MixupCutmix(prob=0.0, label_smoothing=0.3)(x, torch.tensor([0, 1, 2, 3]), 4)
+    assert torch.equal(xm, x)
+    torch.testing.assert_close(ym, smooth_one_hot(torch.tensor([0, 1, 2, 3]), 4, 0.3))
