@@ -48,6 +48,14 @@ class ModelConfig:
     norm_eps: float = 1e-6
     # Recompute block activations in backward to save memory.
     grad_checkpointing: bool = False
+    # Image-to-video scaling (§3.6, Eq. 8). The tokenizer and blocks[:freeze_until] are frozen
+    # (requires_grad False) and run under no_grad, so they store no activations; 0 freezes nothing.
+    freeze_until: int = 0
+    # Index of the block whose output gets the gated shortcut tanh(alpha) * z0 (None: no gate). The
+    # paper puts it at the first trained layer, i.e. gate_layer == freeze_until.
+    gate_layer: int | None = None
+    # One alpha per channel instead of one scalar (the paper does not say which it used).
+    gate_per_channel: bool = False
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)

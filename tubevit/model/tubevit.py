@@ -7,6 +7,7 @@ every tube), of any size the tubes fit; outputs logits ``[B, classes]`` of the c
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Mapping
 
 import torch
@@ -14,6 +15,7 @@ import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
 from tubevit.model.config import ModelConfig
+from tubevit.model.gate import GatedShortcut
 from tubevit.model.heads import AttentionPool, DatasetHeads
 from tubevit.model.pos_embed import PositionCache
 from tubevit.model.presets import preset_config
@@ -40,8 +42,13 @@ class TubeViT(nn.Module):
         self.norm = nn.LayerNorm(d, eps=cfg.norm_eps)
         self.pool = AttentionPool(d, cfg.num_heads)
         self.heads = DatasetHeads(d, dict(cfg.num_classes), cfg.head_dropout)
+        if cfg.gate_layer is not None:
+            if not 0 <= cfg.gate_layer < cfg.depth:
+                raise ValueError(f"gate_layer {cfg.gate_layer} is not a block index (depth {cfg.depth})")
+            self.gate = GatedShortcut(d, cfg.gate_per_channel)
         self.grad_checkpointing = cfg.grad_checkpointing
         self.apply(_init_linear)
+        self.freeze_until(cfg.freeze_until)
 
     # ------------------------------------------------------------------ geometry
     def token_layout(self, input_shape) -> TubeLayout:
@@ -68,12 +75,19 @@ class TubeViT(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised encoder tokens ``[B, N, d]``."""
-        z = self.embed(x)
-        for blk in self.blocks:
-            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
-                z = checkpoint(blk, z, use_reentrant=False)
-            else:
+        s = self.cfg.freeze_until
+        # The frozen prefix (tokenizer and blocks[:s]) needs no gradient, so it stores no activations.
+        with torch.no_grad() if s > 0 else nullcontext():
+            z = z0 = self.embed(x)
+            for blk in self.blocks[:s]:
                 z = blk(z)
+        for i in range(s, len(self.blocks)):
+            if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+                z = checkpoint(self.blocks[i], z, use_reentrant=False)
+            else:
+                z = self.blocks[i](z)
+            if i == self.cfg.gate_layer:
+                z = self.gate(z, z0)  # Eq. 8: z_s = MLP(LN(y_s)) + y_s + tanh(alpha) * z0
         return self.norm(z)
 
     def forward_head(self, tokens: torch.Tensor, head: str | None = None, pre_logits: bool = False) -> torch.Tensor:
@@ -91,9 +105,23 @@ class TubeViT(nn.Module):
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         self.grad_checkpointing = enable
 
+    def freeze_until(self, s: int) -> None:
+        """Freeze the tokenizer and blocks[:s] (§3.6); s = 0 unfreezes everything. Only blocks[s:],
+        the final norm, the gate, pooling and heads keep ``requires_grad``."""
+        if not 0 <= s <= len(self.blocks):
+            raise ValueError(f"freeze_until {s} is outside 0..{len(self.blocks)} (the model has {len(self.blocks)} blocks)")
+        if s > 0 and self.cfg.gate_layer is not None and self.cfg.gate_layer < s:
+            raise ValueError(f"gate_layer {self.cfg.gate_layer} lies in the frozen prefix (freeze_until {s}); "
+                             "the gate must sit at a trained layer, normally gate_layer == freeze_until")
+        self.cfg.freeze_until = int(s)
+        self.tokenizer.requires_grad_(s == 0)
+        for i, blk in enumerate(self.blocks):
+            blk.requires_grad_(i >= s)
+
     def no_weight_decay(self) -> set[str]:
         """Parameter names the optimizer should not decay (besides biases and norms)."""
-        return {"pool.probe"}
+        # The gate is a gain that starts at 0; decaying it would pull the shortcut shut.
+        return {"pool.probe"} | ({"gate.alpha"} if hasattr(self, "gate") else set())
 
     def add_head(self, name: str, num_classes: int) -> None:
         """Add (or replace) one dataset's head, e.g. for fine-tuning on a new label space."""
@@ -135,6 +163,9 @@ def create_model(
     tubes=None,
     tokenizer: str | None = None,
     device: str | torch.device | None = None,
+    pretrained: str | None = None,
+    inflate: str = "central",
+    keep_classifier: bool = False,
     **overrides,
 ) -> TubeViT:
     """Build a preset (``tubevit_tiny``, ``_small``, ``_base``, ``_large``, ``_huge``).
@@ -142,6 +173,11 @@ def create_model(
     ``num_classes`` is an int (one head named ``default``) or ``{dataset: classes}``; any
     ``ModelConfig`` field can be overridden by keyword. ``device="meta"`` builds without
     allocating memory, for inspecting the large presets.
+
+    ``pretrained`` is an image ViT checkpoint (timm / Hugging Face ``.safetensors|.pth|.bin``, Google
+    ``.npz``; converted on the fly, video tubes inflated by ``inflate`` = ``central`` | ``average``)
+    or a ``tubevit convert`` output; loaded strictly, only ``pool.*``, ``heads.*`` and ``gate.*`` are
+    new. ``keep_classifier`` keeps the image classifier as the head ``imagenet``. See docs/PRETRAINED.md.
     """
     if num_classes is not None:
         overrides["num_classes"] = {"default": int(num_classes)} if isinstance(num_classes, int) else dict(num_classes)
@@ -153,5 +189,10 @@ def create_model(
     if device is not None:
         with torch.device(device):
             model = TubeViT(cfg)
-        return model
-    return TubeViT(cfg)
+    else:
+        model = TubeViT(cfg)
+    if pretrained is not None:
+        from tubevit.convert.image_vit import load_pretrained  # convert builds on model, not the reverse
+
+        load_pretrained(model, pretrained, inflate=inflate, keep_classifier=keep_classifier)
+    return model
