@@ -1,0 +1,204 @@
+"""Resolving a :class:`TrainConfig`: preset defaults <- YAML file <- shortcut flags <- ``--set``.
+
+Every assignment is a dotted key (``optim.lr``, ``data.video.train_list``, ``model.drop_path``)
+checked against the dataclass fields: an unknown key is an error listing the valid keys at that
+level, and a value of the wrong type is an error naming the expected type. ``--set`` values are
+parsed as YAML (``--set optim.lr=1e-3``, ``--set model.tubes=two_tube``,
+``--set 'model.num_classes={video: 10}'``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import yaml
+
+from tubevit.configs.schema import AGGREGATIONS, PRECISIONS, TrainConfig, default_config
+from tubevit.model.presets import list_models
+
+__all__ = ["load_config", "parse_set", "apply_updates", "validate", "save_config", "config_from_dict"]
+
+
+def parse_set(item: str) -> tuple[str, Any]:
+    """``"a.b=value"`` -> ``("a.b", yaml-parsed value)``."""
+    if "=" not in item:
+        raise ValueError(f"--set expects KEY=VALUE (e.g. --set optim.lr=1e-3), got {item!r}")
+    key, text = item.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ValueError(f"--set {item!r}: empty key")
+    try:
+        value = yaml.safe_load(text) if text.strip() else ""
+    except yaml.YAMLError as err:
+        raise ValueError(f"--set {key}: cannot parse {text!r} as YAML ({err})") from None
+    return key, value
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value, tp, key: str):
+    """Check ``value`` against the annotation ``tp``; return it (ints widen to float, numbers
+    become strings for str fields)."""
+    if tp is Any:
+        return value
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        for arg in typing.get_args(tp):
+            if arg is type(None):
+                if value is None:
+                    return None
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except ValueError:
+                pass
+        raise ValueError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{key}: expected a mapping, got {value!r}")
+        return dict(value)
+    if origin is list or tp is list:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{key}: expected a list, got {value!r}")
+        return list(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{key}: expected true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise ValueError(f"{key}: expected an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-5" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ValueError(f"{key}: expected a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # YAML reads a path like 2024 as a number
+        if value is None:
+            return ""
+        raise ValueError(f"{key}: expected a string, got {value!r}")
+    return value
+
+
+def _hints(obj) -> dict:
+    return typing.get_type_hints(type(obj))
+
+
+def _assign(obj, parts: list[str], value, full: str) -> None:
+    name = parts[0]
+    fields = {f.name: f for f in dataclasses.fields(obj)}
+    if name not in fields:
+        where = full[: len(full) - len(".".join(parts))].rstrip(".")
+        prefix = f"{where}." if where else ""
+        raise ValueError(
+            f"unknown config key {full!r}; valid keys{' under ' + where if where else ''}: "
+            f"{', '.join(prefix + k for k in fields)}"
+        )
+    current = getattr(obj, name)
+    if dataclasses.is_dataclass(current):
+        if len(parts) > 1:
+            _assign(current, parts[1:], value, full)
+            return
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{full}: expected a mapping of {', '.join(f.name for f in dataclasses.fields(current))}")
+        for k, v in value.items():
+            _assign(current, [str(k)], v, f"{full}.{k}")
+        return
+    if len(parts) > 1:
+        raise ValueError(f"{full}: {'.'.join(parts[:1])} is a value, not a section")
+    setattr(obj, name, _coerce(value, _hints(obj)[name], full))
+
+
+def apply_updates(cfg: TrainConfig, updates: Iterable[tuple[str, Any]]) -> TrainConfig:
+    """Apply dotted assignments in order (later wins)."""
+    for key, value in updates:
+        _assign(cfg, key.split("."), value, key)
+    return cfg
+
+
+def validate(cfg: TrainConfig) -> TrainConfig:
+    """Range and choice checks that need no files; each message names the fix."""
+    from tubevit.model.tokenizer import TOKENIZERS
+    from tubevit.model.tubes import get_tube_set
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise ValueError(msg)
+
+    need(cfg.preset in list_models(), f"preset {cfg.preset!r} is unknown; use --model with one of {list_models()}")
+    need(cfg.precision in PRECISIONS, f"precision {cfg.precision!r}: use --precision with one of {PRECISIONS}")
+    need(cfg.eval.aggregation in AGGREGATIONS, f"eval.aggregation must be one of {AGGREGATIONS}")
+    need(cfg.model.tokenizer in TOKENIZERS, f"model.tokenizer must be one of {TOKENIZERS}")
+    get_tube_set(cfg.model.tubes)  # raises with the valid names
+    need(cfg.batch_size >= 1, "batch_size must be >= 1 (--batch-size)")
+    need(cfg.grad_accum >= 1, "grad_accum must be >= 1")
+    need(cfg.steps >= 0 and cfg.epochs >= 0, "steps and epochs must be >= 0")
+    need(cfg.optim.lr > 0, "optim.lr must be > 0 (--lr)")
+    need(cfg.optim.clip_grad >= 0, "optim.clip_grad must be >= 0 (0 disables clipping)")
+    need(0 <= cfg.label_smoothing < 1, "label_smoothing must be in [0, 1)")
+    need(cfg.mixup >= 0 and cfg.cutmix >= 0, "mixup and cutmix alphas must be >= 0 (0 disables)")
+    need(cfg.log_every >= 1, "log_every must be >= 1")
+    need(cfg.ckpt_every >= 0 and cfg.eval.every >= 0, "ckpt_every and eval.every must be >= 0")
+    need(cfg.data.frames >= 1 and cfg.data.size >= 1, "data.frames and data.size must be >= 1")
+    need(cfg.data.workers >= 0, "data.workers must be >= 0 (--workers)")
+    names = [s.name for s in (cfg.data.video, cfg.data.image)]
+    need(all(names) and names[0] != names[1],
+         f"data.video.name and data.image.name must be distinct non-empty head names, got {names}")
+    for s in (cfg.data.video, cfg.data.image):
+        need(s.weight >= 0 and s.batch_size >= 0 and s.num_classes >= 0,
+             f"{s.name}: weight, batch_size and num_classes must be >= 0")
+    return cfg
+
+
+def config_from_dict(d: Mapping) -> TrainConfig:
+    """A config saved by :func:`save_config` (or stored in a checkpoint) back to a dataclass."""
+    cfg = default_config(d.get("preset", "tubevit_base"))
+    return apply_updates(cfg, list(d.items()))
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    sets: Iterable[str] = (),
+) -> TrainConfig:
+    """Defaults of the preset <- YAML ``path`` <- ``overrides`` (dotted keys, e.g. from shortcut
+    flags) <- ``sets`` (``"a.b=value"`` strings). Validated before it is returned."""
+    updates: list[tuple[str, Any]] = []
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"config file {p} does not exist; pass an existing YAML file to --config")
+        raw = yaml.safe_load(p.read_text()) or {}
+        if not isinstance(raw, dict):
+            raise ValueError(f"config file {p} must hold a mapping of sections (model, data, optim, ...)")
+        updates += [(str(k), v) for k, v in raw.items()]  # sections recurse in _assign
+    updates += list((overrides or {}).items())
+    updates += [parse_set(s) for s in sets]
+    presets = [v for k, v in updates if k == "preset"]
+    cfg = default_config(str(presets[-1]) if presets else "tubevit_base")
+    return validate(apply_updates(cfg, updates))
+
+
+def save_config(cfg: TrainConfig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    return path

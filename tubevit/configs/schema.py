@@ -1,0 +1,161 @@
+"""Training configuration: every training default lives here, once (model defaults live in
+:class:`tubevit.model.ModelConfig`, which :class:`TrainConfig` embeds).
+
+Recipe values from the paper (§5, Table 10) are noted where they differ from the defaults: the
+defaults are chosen for training from scratch on one machine, the paper fine-tunes from an image
+ViT with batch 256 for 300k steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+from tubevit.model.config import ModelConfig
+from tubevit.model.presets import preset_config
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+AGGREGATIONS = ("mean_logits", "mean_probs")
+
+
+@dataclass
+class SourceConfig:
+    """One dataset of a (possibly joint) run. Its ``name`` is the name of the head its batches
+    go through (§3.5: one linear head per dataset) and the prefix of its logged metrics."""
+
+    # Head name, e.g. "k400" or "imagenet"; "video" and "image" for the built-in data.
+    name: str = "video"
+    # Training annotations: list file, CSV, Kinetics CSV or SSv2 JSON (videos); list file or a
+    # class-per-folder directory (images). Empty: this source is not used.
+    train_list: str = ""
+    # Validation annotations (same formats). Empty: no validation for this source.
+    val_list: str = ""
+    # Directory the annotation paths are relative to.
+    root: str = ""
+    # Optional classes file (one name per line) mapping label names to indices and back.
+    classes: str = ""
+    # Classes of this source's head; 0 = take it from the data (classes file or labels).
+    num_classes: int = 0
+    # Per-source batch size (images are ~T times cheaper than clips); 0 = train.batch_size.
+    batch_size: int = 0
+    # Relative share of training steps drawn from this source (joint schedule).
+    weight: float = 1.0
+
+
+@dataclass
+class DataConfig:
+    video: SourceConfig = field(default_factory=lambda: SourceConfig(name="video"))
+    image: SourceConfig = field(default_factory=lambda: SourceConfig(name="image"))
+    # Frames per clip (§5: 64 Kinetics, 32 SSv2, 128 Charades).
+    frames: int = 32
+    # Frame stride in source frames (ignored when fps > 0).
+    stride: float = 2.0
+    # Target frame rate (§5: 15 Kinetics, 24 SSv2, 6 Charades); 0 = use stride.
+    fps: float = 0.0
+    # Square crop size (§5: 224).
+    size: int = 224
+    # DataLoader worker processes per rank.
+    workers: int = 4
+    # Video decoder: auto | pyav | torchcodec | decord.
+    decoder: str = "auto"
+    # RandAugment layers and magnitude (§5: 2, 10); 0 layers disables it.
+    randaugment_layers: int = 2
+    randaugment_magnitude: float = 10.0
+    # Horizontal flips in training; turn off where left/right is part of the label (SSv2).
+    hflip: bool = True
+    # Smallest area fraction of the random resized crop.
+    min_scale: float = 0.25
+    # Above this fraction of unreadable files per epoch the run stops.
+    max_fail_fraction: float = 0.1
+
+
+@dataclass
+class OptimConfig:
+    # Peak learning rate after warm-up (§5: 5e-5 for B, 1e-5 for L/H, both fine-tuning from an
+    # image ViT at batch 256; from scratch at small batch something like 5e-4 works better).
+    lr: float = 5e-4
+    # Decoupled (AdamW) weight decay (§5: 1e-3 for B, 1e-5 for L/H which diverge otherwise).
+    weight_decay: float = 0.05
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    # Linear warm-up steps (§5: 10k of 300k); -1 = 5% of the run.
+    warmup_steps: int = -1
+    # Cosine decay ends at lr * min_lr_ratio.
+    min_lr_ratio: float = 0.0
+    # Global gradient-norm clip; 0 disables it.
+    clip_grad: float = 1.0
+
+
+@dataclass
+class EvalConfig:
+    # Validate (and maybe write best.pt) every N optimizer steps; 0 = only at the end.
+    every: int = 0
+    # Views during training-time validation; the paper's final numbers use 4 x 3 (§5).
+    clips: int = 1
+    crops: int = 1
+    # How views of one video are combined (tubevit.evaluate.multiview).
+    aggregation: str = "mean_logits"
+    # Batch size of evaluation (views per forward); 0 = train.batch_size.
+    batch_size: int = 0
+
+
+@dataclass
+class TrainConfig:
+    # Preset the model section started from (tubevit.model.presets); fields set in `model`
+    # override it.
+    preset: str = "tubevit_base"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    # Length of the run: optimizer steps, or epochs of the first source with training data when
+    # steps is 0 (an "epoch" there is one pass over it at its batch size).
+    steps: int = 0
+    epochs: float = 0.0
+    # Clips (or images) per optimizer micro-batch per rank, before accumulation.
+    batch_size: int = 8
+    # Micro-batches accumulated into one optimizer step.
+    grad_accum: int = 1
+    # fp32 | bf16 (autocast, CPU AMX or GPU) | fp16 (autocast + GradScaler, GPU).
+    precision: str = "fp32"
+    # torch.compile the model.
+    compile: bool = False
+    # Label smoothing (§5: 0.3 SSv2, 0.1 Charades).
+    label_smoothing: float = 0.0
+    # Mixup / CutMix alphas (0 disables; §5: mixup 0.3 on SSv2), probability of mixing a batch,
+    # and the chance CutMix is picked when both are on.
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    mix_prob: float = 1.0
+    mix_switch_prob: float = 0.5
+    # Everything random (init, data order, augmentation, joint schedule) derives from it.
+    seed: int = 0
+    # Output directory: config.yaml, metrics.jsonl, last.pt, best.pt, plots.
+    out: str = "runs/train"
+    # Log (and sync losses to the host) every N steps.
+    log_every: int = 10
+    # Write out/last.pt every N steps (and at the end); 0 = only at the end.
+    ckpt_every: int = 100
+    # cpu | cuda | cuda:N | auto.
+    device: str = "auto"
+    # Shard parameters with FSDP instead of replicating them with DDP (large/huge presets).
+    fsdp: bool = False
+    # Write TensorBoard events to out/tb when tensorboard is installed.
+    tensorboard: bool = False
+    # Draw a tqdm progress bar on rank 0.
+    progress: bool = True
+
+    # ------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["model"] = self.model.to_dict()
+        return d
+
+    def sources(self) -> list[SourceConfig]:
+        """The sources with training data, video first."""
+        return [s for s in (self.data.video, self.data.image) if s.train_list]
+
+
+def default_config(preset: str = "tubevit_base") -> TrainConfig:
+    return TrainConfig(preset=preset, model=preset_config(preset))

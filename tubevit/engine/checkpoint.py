@@ -1,0 +1,122 @@
+"""Checkpoints: one dict of tensors and plain Python values, loadable with
+``torch.load(path, weights_only=True)``; written atomically (temporary file in the same folder,
+fsync, rename), so a run killed at any moment leaves either the old file or the new one.
+
+Contents (``FORMAT`` names the version)::
+
+    format        "tubevit-checkpoint/1"
+    model         the TubeViT state dict (unwrapped from DDP/FSDP/compile; fp32, CPU)
+    config        the resolved TrainConfig as a dict; config["model"] is the ModelConfig
+    classes       {head name: [class names]}, one entry per head
+    step          optimizer steps done
+    epoch         epochs of the first source done (float)
+    optimizer, scheduler, scaler     state dicts (absent in exported or converted weights)
+    rng           {"torch", "cuda", "numpy", "python"} generator states of rank 0
+    best_top1     best validation top-1 so far (-1 before any validation)
+    metrics       the last validation result ({} before any)
+
+``model_from_checkpoint`` rebuilds the model from ``config["model"]`` and loads it strictly;
+``check_classes`` compares the class counts of a run with those of a checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import torch
+
+from tubevit.model.config import ModelConfig
+from tubevit.model.tubevit import TubeViT
+
+__all__ = [
+    "FORMAT", "atomic_save", "capture_rng", "check_classes", "load_checkpoint", "model_config_of",
+    "model_from_checkpoint", "restore_rng",
+]
+
+FORMAT = "tubevit-checkpoint/1"
+
+
+def atomic_save(obj, path: str | Path) -> Path:
+    """``torch.save`` to ``path.tmp``, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """Load with ``weights_only=True``; a clear error for a missing or foreign file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint {path} not found; pass the last.pt or best.pt of a training run")
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
+        raise ValueError(f"{path} is not a tubevit checkpoint (expected keys 'model' and 'config')")
+    return ckpt
+
+
+def model_config_of(ckpt: Mapping) -> ModelConfig:
+    return ModelConfig.from_dict(dict(ckpt["config"]["model"]))
+
+
+def model_from_checkpoint(ckpt_or_path, map_location="cpu") -> tuple[TubeViT, dict]:
+    """``(model in eval mode, checkpoint dict)``; the state dict is loaded strictly."""
+    ckpt = load_checkpoint(ckpt_or_path, map_location) if isinstance(ckpt_or_path, (str, Path)) else ckpt_or_path
+    model = TubeViT(model_config_of(ckpt))
+    model.load_state_dict(ckpt["model"], strict=True)
+    return model.eval(), ckpt
+
+
+def check_classes(ckpt: Mapping, num_classes: Mapping[str, int], where: str = "the checkpoint") -> None:
+    """Raise if a head of the run has a different class count than the checkpoint's head."""
+    saved = dict(ckpt["config"]["model"]["num_classes"])
+    for head, n in num_classes.items():
+        if head in saved and int(saved[head]) != int(n):
+            raise ValueError(
+                f"head {head!r} has {n} classes in the data but {saved[head]} in {where}; use the "
+                f"data the checkpoint was trained on, start a new run in another --out directory, "
+                f"or give the classes file that matches"
+            )
+    missing = sorted(set(num_classes) - set(saved))
+    if missing:
+        raise ValueError(
+            f"the data has heads {sorted(num_classes)} but {where} has {sorted(saved)}; the sources' "
+            f"names (data.video.name, data.image.name) must match the checkpoint's heads, or start "
+            f"a new run in another --out directory"
+        )
+
+
+def capture_rng() -> dict:
+    state = np.random.get_state()
+    rng = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"key": torch.from_numpy(state[1].astype(np.int64)), "pos": int(state[2]),
+                  "has_gauss": int(state[3]), "cached": float(state[4])},
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return rng
+
+
+def restore_rng(rng: Mapping) -> None:
+    torch.set_rng_state(rng["torch"].cpu())
+    n = rng["numpy"]
+    np.random.set_state(("MT19937", n["key"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    version, internal, gauss = rng["python"]
+    random.setstate((version, tuple(internal), gauss))
+    if "cuda" in rng and torch.cuda.is_available() and len(rng["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all([s.cpu() for s in rng["cuda"]])

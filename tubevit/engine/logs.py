@@ -1,0 +1,113 @@
+"""Run records on rank 0: ``OUT/metrics.jsonl`` (one JSON object per log or evaluation), an
+optional TensorBoard writer, and PNG plots of the loss and accuracy curves drawn from the JSONL
+at the end of a run (``plot_metrics`` works on any finished or interrupted run directory)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+__all__ = ["MetricsLog", "plot_metrics", "read_metrics"]
+
+log = logging.getLogger(__name__)
+
+
+def read_metrics(path: str | Path) -> list[dict]:
+    path = Path(path)
+    if not path.is_file():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line:
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by a kill: ignore it
+                continue
+    return rows
+
+
+class MetricsLog:
+    """Appends records to ``metrics.jsonl``; on resume, drops records past the resumed step
+    (they belong to the part of the killed run that is being redone)."""
+
+    def __init__(self, out: Path, *, resume_step: int | None = None, tensorboard: bool = False):
+        self.path = Path(out) / "metrics.jsonl"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume_step is None:
+            self.path.write_text("")
+        else:
+            kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
+            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+        self.tb = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(Path(out) / "tb"))
+            except Exception as err:  # tensorboard is optional
+                log.warning("TensorBoard requested but unavailable (%s); pip install tensorboard", err)
+
+    def write(self, record: dict) -> None:
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.tb is not None:
+            step = record.get("step", 0)
+            for k, v in record.items():
+                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
+                    self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def plot_metrics(out: str | Path) -> list[Path]:
+    """Draw ``loss.png`` (training loss per source, keys ``loss/<source>``) and ``accuracy.png``
+    (validation top-1/top-5 per source, keys ``val/<source>/top1``) from ``out/metrics.jsonl``;
+    returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    rows = read_metrics(out / "metrics.jsonl")
+    written = []
+    train = [r for r in rows if "loss" in r]
+    if train:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        keys = sorted({k for r in train for k in r if k.startswith("loss/")}) or ["loss"]
+        for k in keys:
+            pts = [(r["step"], r[k]) for r in train if r.get(k) is not None and math.isfinite(r[k])]
+            if pts:
+                ax.plot(*zip(*pts), label=k.removeprefix("loss/"))
+        ax.set_xlabel("step")
+        ax.set_ylabel("training loss")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        written.append(out / "loss.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+    evals = [r for r in rows if "val_top1" in r]
+    if evals:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        keys = sorted({k for r in evals for k in r if k.startswith("val/") and k.rsplit("/", 1)[-1] in ("top1", "top5")})
+        keys = keys or ["val_top1", "val_top5"]
+        for k in keys:
+            pts = [(r["step"], r[k]) for r in evals if r.get(k) is not None and math.isfinite(r[k])]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=k.removeprefix("val/").replace("val_", ""))
+        ax.set_xlabel("step")
+        ax.set_ylabel("validation accuracy")
+        ax.set_ylim(0, 1)
+        ax.legend()
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        written.append(out / "accuracy.png")
+        fig.savefig(written[-1], dpi=100)
+        plt.close(fig)
+    return written

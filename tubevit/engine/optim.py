@@ -1,0 +1,86 @@
+"""Optimizer and learning-rate schedule (paper §5, Table 10: Adam with weight decay, cosine decay
+after a linear warm-up).
+
+AdamW over the parameters that require gradients only (frozen layers, e.g. image-to-video scaling
+with ``--freeze-until``, are left out), in two groups: with weight decay for matrices and
+kernels, without for biases, norm scales, anything 0-/1-D and the names the model lists in
+``no_weight_decay()`` (the pooling probe). The schedule is a pure function of the step
+(:func:`lr_factor`), wrapped in a ``LambdaLR`` so it checkpoints like any torch scheduler.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+from tubevit.configs.schema import OptimConfig
+
+__all__ = ["build_optimizer", "build_scheduler", "clean_name", "lr_factor", "param_groups", "warmup_steps"]
+
+_WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+
+
+def clean_name(name: str) -> str:
+    """A parameter name without the DDP / compile / FSDP wrapper prefixes."""
+    for prefix in _WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name
+
+
+def _no_decay_names(model: nn.Module) -> set[str]:
+    for m in model.modules():  # the TubeViT inside any wrapper
+        if hasattr(m, "no_weight_decay"):
+            return set(m.no_weight_decay())
+    return set()
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """``[{params: decayed}, {params: not decayed, weight_decay: 0}]`` over trainable parameters."""
+    skip = _no_decay_names(model)
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        name = clean_name(name)
+        if p.ndim <= 1 or name.endswith(".bias") or name in skip:
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    if not decay and not no_decay:
+        raise ValueError("the model has no trainable parameters (is every layer frozen?)")
+    return [
+        {"params": decay, "weight_decay": weight_decay, "name": "decay"},
+        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
+    ]
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW(
+        param_groups(model, cfg.weight_decay), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps,
+    )
+
+
+def warmup_steps(cfg: OptimConfig, total_steps: int) -> int:
+    """Configured warm-up, or 5% of the run when it is -1; never more than the run."""
+    w = int(round(0.05 * total_steps)) if cfg.warmup_steps < 0 else cfg.warmup_steps
+    return max(0, min(w, total_steps))
+
+
+def lr_factor(step: int, total_steps: int, warmup: int, min_ratio: float = 0.0) -> float:
+    """Multiplier of the peak lr at optimizer step ``step`` (0-based, the step about to run):
+    linear from 1/warmup to 1 over ``warmup`` steps, then cosine down to ``min_ratio`` at the
+    last step."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    span = max(total_steps - warmup - 1, 1)
+    progress = min(max(step - warmup, 0) / span, 1.0)
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: OptimConfig, total_steps: int):
+    warm = warmup_steps(cfg, total_steps)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, warm, cfg.min_lr_ratio)
+    )

@@ -1,0 +1,496 @@
+"""The training loop (paper §3.5 and §5): one shared TubeViT, one head per dataset, each step one
+homogeneous batch from one source chosen by the seeded joint schedule (tubevit.data.joint), AdamW
+with warm-up + cosine, periodic multi-view validation (tubevit.evaluate), checkpoints and resume.
+
+Reading order: :func:`build_sources` (data, classes) -> :func:`build_model` -> :class:`Trainer`
+(``__init__`` does everything that can fail on bad input, so it fails before any step;
+``fit`` is the loop).
+
+Reproducibility: the data order and augmentation are pure functions of (seed, epoch, index)
+(tubevit.data.loader), the joint schedule of (seed, micro-step), Mixup draws and the global torch
+generator (dropout, drop-path) are re-seeded from (seed, step, rank) at every step. So the state to
+resume is the model, optimizer, scheduler, scaler and the step; a resumed run continues the
+trajectory of the uninterrupted one exactly (on CPU in fp32; GPU kernels may differ in the last
+bits).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from tubevit.configs.load import save_config
+from tubevit.configs.schema import SourceConfig, TrainConfig
+from tubevit.data.datasets import ImageDataset, VideoDataset
+from tubevit.data.joint import JointLoader, source_counts
+from tubevit.data.loader import FailureCounter, build_loader
+from tubevit.data.transforms import MixupCutmix, RandAugment
+from tubevit.engine import checkpoint as ckpt_io
+from tubevit.engine import distributed as D
+from tubevit.engine.logs import MetricsLog, plot_metrics
+from tubevit.engine.optim import build_optimizer, build_scheduler
+from tubevit.engine.step import TrainStep
+from tubevit.model.tubes import check_fits, get_tube_set
+from tubevit.model.tubevit import TubeViT
+
+__all__ = ["NonFiniteLoss", "Source", "Trainer", "build_model", "build_sources", "train"]
+
+
+class NonFiniteLoss(RuntimeError):
+    """The training loss (or gradient norm) became NaN or infinite."""
+
+
+@dataclass
+class Source:
+    """One dataset of the run: its config, kind, datasets and class names."""
+
+    cfg: SourceConfig
+    kind: str  # "video" | "image"
+    train: Any  # a Dataset returning the item dict of tubevit.data.datasets
+    val: Any | None
+    classes: list[str]
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+
+# ------------------------------------------------------------------------------------ building
+
+
+def _class_names(src: SourceConfig, names: Sequence[str]) -> list[str]:
+    names = list(names)
+    if src.num_classes and src.num_classes < len(names):
+        raise ValueError(
+            f"source {src.name}: num_classes={src.num_classes} but the data has {len(names)} classes; "
+            f"leave num_classes at 0 to take it from the data, or give the matching classes file"
+        )
+    return names + [str(i) for i in range(len(names), src.num_classes)]
+
+
+def build_sources(cfg: TrainConfig) -> list[Source]:
+    """Read the annotation files of every configured source (fails on a missing file or root)."""
+    d = cfg.data
+    ra = RandAugment(d.randaugment_layers, d.randaugment_magnitude) if d.randaugment_layers > 0 else None
+    sources = []
+    for kind, src in (("video", d.video), ("image", d.image)):
+        if not src.train_list:
+            if src.val_list:
+                raise ValueError(f"{kind} source {src.name!r} has a val_list but no train_list; pass "
+                                 f"{'--train-list' if kind == 'video' else '--image-train-list'}")
+            continue
+        root = src.root or None
+        if root is not None and not Path(root).is_dir():
+            raise FileNotFoundError(
+                f"data root {root} of source {src.name!r} does not exist; pass the directory the "
+                f"paths in {src.train_list} are relative to "
+                f"({'--data-root' if kind == 'video' else '--image-root'})"
+            )
+        classes = src.classes or None
+        if kind == "video":
+            common = dict(frames=d.frames, stride=d.stride, fps=d.fps or None, size=d.size, decoder=d.decoder,
+                          name=src.name)
+            train = VideoDataset.from_annotations(src.train_list, root, classes=classes, train=True, hflip=d.hflip,
+                                                  randaugment=ra, scale=(d.min_scale, 1.0), **common)
+            names = _class_names(src, train.class_names)
+            val = None
+            if src.val_list:
+                val = VideoDataset.from_annotations(src.val_list, root, classes=names, train=False,
+                                                    clips=cfg.eval.clips, crops=cfg.eval.crops, **common)
+        else:
+            common = dict(size=d.size, name=src.name)
+            train = ImageDataset.from_annotations(src.train_list, root, classes=classes, train=True, hflip=d.hflip,
+                                                  randaugment=ra, **common)
+            names = _class_names(src, train.class_names)
+            val = None
+            if src.val_list:
+                val = ImageDataset.from_annotations(src.val_list, root, classes=names, train=False,
+                                                    crops=cfg.eval.crops, **common)
+        sources.append(Source(src, kind, train, val, names))
+    if not sources:
+        raise ValueError("no training data: pass --train-list (videos) and/or --image-train-list (images), "
+                         "or run `tubevit demo` to train on the built-in data")
+    return sources
+
+
+def build_model(cfg: TrainConfig) -> TubeViT:
+    """The model of a run, from ``cfg.model`` (heads already set from the data).
+
+    One function so that initialisation from pretrained weights and layer freezing hook in here;
+    the optimizer takes only parameters with ``requires_grad``.
+    """
+    return TubeViT(cfg.model)
+
+
+def _check_inputs(cfg: TrainConfig, sources: Sequence[Source]) -> None:
+    specs = get_tube_set(cfg.model.tubes)
+    size, frames = cfg.data.size, cfg.data.frames
+    for s in sources:
+        if s.kind == "video":
+            check_fits(specs, (frames, size, size))
+        elif not any(t.is_2d for t in specs):
+            raise ValueError(f"source {s.name!r} is an image set but tube set {cfg.model.tubes!r} has no 2D "
+                             f"(1-frame) tube for images; choose tubes with one, e.g. --tubes paper")
+        else:
+            check_fits([t for t in specs if t.is_2d][:1], (1, size, size))
+
+
+def _step_seed(seed: int, step: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed & 0xFFFFFFFF, step, rank, 0x7B]).generate_state(1, np.uint64)[0] >> 1)
+
+
+# ------------------------------------------------------------------------------------ trainer
+
+
+class Trainer:
+    """``Trainer(cfg).fit()``. ``resume``: ``"auto"`` (continue from ``out/last.pt`` if it exists),
+    a checkpoint path, or ``None`` (start fresh; an existing ``last.pt`` is overwritten).
+    ``sources`` replaces :func:`build_sources` (tests pass in-memory datasets)."""
+
+    def __init__(self, cfg: TrainConfig, *, resume: str | Path | None = "auto",
+                 sources: Sequence[Source] | None = None):
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.sources = list(sources) if sources is not None else build_sources(cfg)
+        _check_inputs(cfg, self.sources)
+        cfg.model.num_classes = {s.name: len(s.classes) for s in self.sources}
+
+        ckpt_path = None
+        if resume == "auto":
+            ckpt_path = self.out / "last.pt" if (self.out / "last.pt").is_file() else None
+        elif resume:
+            ckpt_path = Path(resume)
+        self.ckpt = ckpt_io.load_checkpoint(ckpt_path) if ckpt_path is not None else None
+        if self.ckpt is not None:
+            ckpt_io.check_classes(self.ckpt, cfg.model.num_classes, where=str(ckpt_path))
+        self.ckpt_path = ckpt_path
+
+        self.info = D.setup(cfg.device)
+        if cfg.precision == "fp16" and self.info.device.type == "cpu":
+            raise ValueError("fp16 needs a GPU (loss scaling on CPU fp16 is slow and unsupported here); "
+                             "use --precision bf16 on CPU")
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+        model = build_model(cfg)
+        if self.ckpt is not None:
+            try:
+                model.load_state_dict(self.ckpt["model"], strict=True)
+            except RuntimeError as err:
+                raise ValueError(f"{ckpt_path} does not match the configured model ({str(err).splitlines()[0]}); "
+                                 f"resume with the model options it was trained with (its config.yaml), "
+                                 f"or start a new run in another --out directory") from None
+        self.model = model.to(self.info.device)
+        net: nn.Module = self.model
+        if cfg.compile:
+            net = torch.compile(net)
+        multi = len(self.sources) > 1 or any(s.kind == "image" for s in self.sources)
+        self.net = D.wrap_model(net, self.info, fsdp=cfg.fsdp, find_unused=multi)
+
+        # Data: one loader per source; the joint schedule picks which one each micro-step reads.
+        self.loaders = {}
+        for k, s in enumerate(self.sources):
+            bs = s.cfg.batch_size or cfg.batch_size
+            self.loaders[s.name] = build_loader(
+                s.train, batch_size=bs, workers=cfg.data.workers, shuffle=True, seed=cfg.seed + 1000 * k,
+                drop_last=True, distributed=self.info.enabled,
+            )
+            if len(self.loaders[s.name]) == 0:
+                raise ValueError(f"source {s.name!r} has {len(s.train)} samples, fewer than one batch of {bs} "
+                                 f"per process; lower --batch-size (or data.{s.kind}.batch_size)")
+        self.weights = {s.name: s.cfg.weight for s in self.sources}
+        if sum(self.weights.values()) <= 0:
+            raise ValueError("every source has weight 0; give at least one a positive data.*.weight")
+        self.total_steps = self._total_steps()
+
+        self.optimizer = build_optimizer(self.net, cfg.optim)
+        self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_steps)
+        mix = None
+        if cfg.mixup > 0 or cfg.cutmix > 0:
+            mix = MixupCutmix(cfg.mixup, cfg.cutmix, cfg.mix_prob, cfg.mix_switch_prob, cfg.label_smoothing)
+        self.stepper = TrainStep(
+            self.net, self.optimizer, self.scheduler, device=self.info.device,
+            num_classes=cfg.model.num_classes, precision=cfg.precision, clip_grad=cfg.optim.clip_grad,
+            label_smoothing=cfg.label_smoothing, mix=mix,
+        )
+        self.step, self.best_top1, self.last_eval = 0, -1.0, {}
+        if self.ckpt is not None:
+            self._restore(self.ckpt)
+        self._stop_signal: int | None = None
+
+    # -------------------------------------------------------------------------------- helpers
+    def _total_steps(self) -> int:
+        cfg = self.cfg
+        if cfg.steps:
+            return cfg.steps
+        if not cfg.epochs:
+            raise ValueError("set the length of the run: --steps N or --epochs E")
+        first = self.sources[0].name
+        share = self.weights[first] / sum(self.weights.values())
+        if share == 0:
+            raise ValueError(f"--epochs counts passes over {first!r}, whose weight is 0; use --steps")
+        micro = math.ceil(cfg.epochs * len(self.loaders[first]) / share)
+        return max(1, math.ceil(micro / cfg.grad_accum))
+
+    def _log(self, msg: str) -> None:
+        if self.info.is_main:
+            from tqdm import tqdm
+
+            tqdm.write(msg, file=sys.stderr)
+
+    def _restore(self, ck: Mapping) -> None:
+        if "optimizer" not in ck:
+            raise ValueError(f"{self.ckpt_path} holds weights only (no optimizer state) and cannot be resumed; "
+                             f"start a new run in another --out directory")
+        if self.cfg.fsdp and self.info.enabled:
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+            osd = FSDP.optim_state_dict_to_load(self.net, self.optimizer, ck["optimizer"])
+            self.optimizer.load_state_dict(osd)
+        else:
+            self.optimizer.load_state_dict(ck["optimizer"])
+        self.scheduler.load_state_dict(ck["scheduler"])
+        if ck.get("scaler"):
+            self.stepper.scaler.load_state_dict(ck["scaler"])
+        ckpt_io.restore_rng(ck["rng"])
+        self.step = int(ck["step"])
+        self.best_top1 = float(ck.get("best_top1", -1.0))
+        self.last_eval = dict(ck.get("metrics", {}))
+
+    def _epoch(self, counts: Mapping[str, int]) -> float:
+        first = self.sources[0].name
+        return counts[first] / len(self.loaders[first])
+
+    def _checkpoint_state(self, epoch: float) -> dict | None:
+        """The checkpoint dict on rank 0 (None elsewhere); collective under FSDP."""
+        model_sd = D.full_state_dict(self.net)
+        if self.cfg.fsdp and self.info.enabled:
+            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
+
+            optim_sd = FSDP.optim_state_dict(self.net, self.optimizer)
+        else:
+            optim_sd = self.optimizer.state_dict()
+        if not self.info.is_main:
+            return None
+        return {
+            "format": ckpt_io.FORMAT,
+            "model": model_sd,
+            "config": self.cfg.to_dict(),
+            "classes": {s.name: list(s.classes) for s in self.sources},
+            "step": self.step,
+            "epoch": epoch,
+            "optimizer": optim_sd,
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.stepper.scaler.state_dict() if self.stepper.scaler.is_enabled() else {},
+            "rng": ckpt_io.capture_rng(),
+            "best_top1": self.best_top1,
+            "metrics": self.last_eval,
+        }
+
+    def save(self, epoch: float, *, best: bool = False) -> None:
+        state = self._checkpoint_state(epoch)
+        if state is not None:
+            ckpt_io.atomic_save(state, self.out / "last.pt")
+            if best:
+                ckpt_io.atomic_save(state, self.out / "best.pt")
+        D.barrier(self.info)
+
+    def _on_signal(self, signum, frame) -> None:
+        if self._stop_signal is None:
+            self._stop_signal = signum
+            self._log(f"\n{signal.Signals(signum).name} received: finishing this step, writing a checkpoint")
+        else:  # a second signal: stop now
+            raise KeyboardInterrupt
+
+    # -------------------------------------------------------------------------------- validation
+    def validate(self, epoch: float) -> dict:
+        from tubevit.evaluate.evaluator import evaluate
+
+        cfg = self.cfg
+        eval_net = self.net if cfg.fsdp else self.model
+        results = {}
+        for s in self.sources:
+            if s.val is None:
+                continue
+            loader = build_loader(s.val, batch_size=cfg.eval.batch_size or cfg.batch_size, workers=cfg.data.workers,
+                                  shuffle=False, seed=cfg.seed, distributed=self.info.enabled)
+            r = evaluate(eval_net, loader, head=s.name, aggregation=cfg.eval.aggregation,
+                         precision=cfg.precision, device=self.info.device,
+                         max_fail_fraction=cfg.data.max_fail_fraction, expected_views=s.val.views)
+            results[s.name] = r
+        if results:
+            first = next(iter(results.values()))
+            record = {"step": self.step, "epoch": round(epoch, 4), "val_top1": first["top1"], "val_top5": first["top5"]}
+            for name, r in results.items():
+                record.update({f"val/{name}/top1": r["top1"], f"val/{name}/top5": r["top5"],
+                               f"val/{name}/videos": r["videos"], f"val/{name}/skipped": r["skipped"]})
+            self.last_eval = record
+            if self.info.is_main:
+                self.metrics.write(record)
+                self._log(f"step {self.step}: " + "  ".join(
+                    f"{n} top1 {r['top1']:.3f} top5 {r['top5']:.3f} ({r['videos']} x {r['views']} views, "
+                    f"{r['skipped']} skipped)" for n, r in results.items()))
+        return results
+
+    # -------------------------------------------------------------------------------- the loop
+    def fit(self, stop_after: int | None = None) -> dict:
+        """Train to ``total_steps`` (or stop after step ``stop_after``, writing a checkpoint)."""
+        from tqdm import tqdm
+
+        cfg, info = self.cfg, self.info
+        start = self.step
+        if info.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            save_config(cfg, self.out / "config.yaml")
+            self.metrics = MetricsLog(self.out, resume_step=start if self.ckpt is not None else None,
+                                      tensorboard=cfg.tensorboard)
+            if self.ckpt is not None:
+                self._log(f"resuming from {self.ckpt_path} at step {start} of {self.total_steps}")
+        accum = cfg.grad_accum
+        names = [s.name for s in self.sources]
+        kinds = {s.name: s.kind for s in self.sources}
+        counts = dict(zip(names, source_counts(cfg.seed, start * accum, [self.weights[n] for n in names])))
+        failures = {s.name: FailureCounter(cfg.data.max_fail_fraction, name=s.name) for s in self.sources}
+        batches = iter(JointLoader(self.loaders, self.weights, cfg.seed, start_step=start * accum))
+
+        handlers = {}
+        if threading_main():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                handlers[sig] = signal.signal(sig, self._on_signal)
+        dev = info.device
+        zero = torch.zeros((), device=dev)
+        loss_sum = {n: zero.clone() for n in names}
+        loss_n = {n: 0 for n in names}
+        bad = zero.clone()  # non-finite gradient norms since the last check
+        seen, t_log, t_start = 0, time.perf_counter(), time.perf_counter()
+        end = self.total_steps if stop_after is None else min(stop_after, self.total_steps)
+        bar = tqdm(total=self.total_steps, initial=start, unit="step", dynamic_ncols=True,
+                   disable=not (info.is_main and cfg.progress), file=sys.stderr)
+        interrupted, saved_at = None, start
+
+        def check_finite(step: int) -> dict:
+            """Sync the pending losses to the host (the only sync point) and stop on NaN/inf."""
+            used = [n for n in names if loss_n[n]]
+            vals = torch.stack([loss_sum[n] for n in used] + [bad]).tolist() if used else [bad.item()]
+            means = {n: v / loss_n[n] for n, v in zip(used, vals)}
+            if not all(math.isfinite(v) for v in vals[:-1]) or vals[-1] > 0:
+                what = ", ".join(f"{n} {v:g}" for n, v in means.items())
+                last = self.out / "last.pt"
+                kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+                raise NonFiniteLoss(
+                    f"the loss became non-finite before step {step} (mean losses since the last log: {what}); "
+                    f"training stopped and {kept}. Lower the learning rate (--lr), keep gradient clipping on "
+                    f"(optim.clip_grad), or use --precision fp32/bf16 instead of fp16")
+            return means
+
+        try:
+            while self.step < end:
+                torch.manual_seed(_step_seed(cfg.seed, self.step, info.rank))  # dropout, drop-path
+                gen = torch.Generator().manual_seed(_step_seed(cfg.seed, self.step, info.rank) + 1)  # mixup
+                micros = []
+                try:
+                    for _ in range(accum):
+                        _, name, batch = next(batches)
+                        counts[name] += 1
+                        failures[name].update(batch)
+                        if batch["num_samples"] == 0:
+                            continue
+                        x = batch[kinds[name]].to(dev, non_blocking=True)
+                        micros.append((name, x, batch["label"].to(dev, non_blocking=True)))
+                        seen += batch["num_samples"]
+                except Exception:
+                    if self._stop_signal is not None:  # workers killed by the same Ctrl-C
+                        interrupted = self._stop_signal
+                        break
+                    raise
+                losses = self.stepper(micros, gen)
+                for (name, _, _), loss in zip(micros, losses):
+                    loss_sum[name] += loss
+                    loss_n[name] += 1
+                if self.stepper.last_grad_norm is not None and cfg.precision != "fp16":
+                    bad += ~torch.isfinite(self.stepper.last_grad_norm)
+                self.step += 1
+                bar.update(1)
+                epoch = self._epoch(counts)
+
+                at_end = self.step == end
+                if self.step % cfg.log_every == 0 or at_end:
+                    means = check_finite(self.step)
+                    now = time.perf_counter()
+                    rate = seen * info.world_size / max(now - t_log, 1e-9)
+                    lr = self.optimizer.param_groups[0]["lr"]
+                    if info.is_main:
+                        record = {"step": self.step, "epoch": round(epoch, 4),
+                                  "loss": sum(v * loss_n[n] for n, v in means.items()) / max(sum(loss_n.values()), 1),
+                                  "lr": lr, "clips_per_s": round(rate, 2)}
+                        record.update({f"loss/{n}": v for n, v in means.items()})
+                        self.metrics.write(record)
+                        bar.set_postfix({**{f"loss_{n}": f"{v:.3f}" for n, v in means.items()},
+                                         "lr": f"{lr:.2e}", "clips/s": f"{rate:.1f}"}, refresh=False)
+                    for n in names:
+                        loss_sum[n].zero_()
+                        loss_n[n] = 0
+                    seen, t_log = 0, now
+                    if info.enabled and D.all_reduce_flag(self._stop_signal is not None, info):
+                        interrupted = self._stop_signal or signal.SIGTERM
+                if not info.enabled and self._stop_signal is not None:
+                    interrupted = self._stop_signal
+                improved = False
+                if (cfg.eval.every and self.step % cfg.eval.every == 0) or (self.step == self.total_steps):
+                    results = self.validate(epoch)
+                    if results:
+                        top1 = next(iter(results.values()))["top1"]
+                        improved = math.isfinite(top1) and top1 > self.best_top1
+                        if improved:
+                            self.best_top1 = top1
+                ckpt_due = cfg.ckpt_every and self.step % cfg.ckpt_every == 0
+                if ckpt_due or at_end or improved or interrupted:
+                    check_finite(self.step)
+                    self.save(epoch, best=improved)
+                    saved_at = self.step
+                if interrupted:
+                    break
+        finally:
+            bar.close()
+            for sig, h in handlers.items():
+                signal.signal(sig, h)
+        if interrupted and saved_at != self.step:
+            # The loop broke while fetching data (a worker died with the signal): keep what was done.
+            check_finite(self.step)
+            self.save(self._epoch(counts))
+        if info.is_main:
+            self.metrics.close()
+            if self.step >= self.total_steps or interrupted:
+                plot_metrics(self.out)
+        result = {
+            "step": self.step, "total_steps": self.total_steps, "epoch": self._epoch(counts),
+            "best_top1": self.best_top1, "val": self.last_eval, "out": str(self.out),
+            "seconds": round(time.perf_counter() - t_start, 2),
+            "interrupted": signal.Signals(interrupted).name if interrupted else None,
+        }
+        if interrupted:
+            self._log(f"stopped by {result['interrupted']} at step {self.step}; checkpoint {self.out / 'last.pt'} "
+                      f"(the same command continues the run)")
+        return result
+
+
+def threading_main() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
+def train(cfg: TrainConfig, *, resume: str | Path | None = "auto", sources=None) -> dict:
+    """Build and run a :class:`Trainer`; tears the process group down afterwards."""
+    trainer = Trainer(cfg, resume=resume, sources=sources)
+    try:
+        return trainer.fit()
+    finally:
+        D.teardown(trainer.info)
