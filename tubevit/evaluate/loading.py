@@ -1,16 +1,17 @@
 """Loading a trained model for evaluation and prediction.
 
-If the training engine provides ``tubevit.engine.checkpoint.model_from_checkpoint`` it is used.
-Otherwise this module reads the checkpoint itself, with ``torch.load(weights_only=True)`` (no
-pickled code is ever executed), expecting the checkpoint contract:
+The checkpoint is read with ``torch.load(weights_only=True)`` (no pickled code is ever executed;
+an unreadable file is one clear ``ValueError``), and the model is rebuilt by the training engine's
+``tubevit.engine.checkpoint.model_from_checkpoint`` (strict state-dict load). The contract
+(``tubevit-checkpoint/1``, see tubevit/engine/checkpoint.py):
 
     {"model": state_dict, "config": TrainConfig.to_dict(), "classes": {head: [names]}, ...}
 
 ``config`` holds ``preset``, ``model`` (a ``ModelConfig`` dict, which fixes the architecture and
 every head's class count) and ``data`` (``frames``, ``stride``, ``fps``, ``size``, ``decoder``,
-per-source ``name``). A flat ``ModelConfig`` dict under ``config`` or ``model_config`` is also
-read, as are ``state_dict``/``model_state`` for the weights, ``class_names`` for the names, and
-``module.``/``_orig_mod.`` key prefixes (DDP, ``torch.compile``).
+per-source ``name``). Files from elsewhere are read by a fallback here: a flat ``ModelConfig``
+dict under ``config`` or ``model_config``, ``state_dict``/``model_state`` for the weights,
+``class_names`` for the names, ``module.``/``_orig_mod.`` key prefixes (DDP, ``torch.compile``).
 """
 
 from __future__ import annotations
@@ -96,19 +97,17 @@ def load_model(path, *, device="cpu") -> LoadedModel:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found; pass the last.pt or best.pt of a tubevit train run")
+    ckpt = _read(path)  # weights_only=True; any failure becomes one clear ValueError
     try:
-        from tubevit.engine.checkpoint import model_from_checkpoint  # type: ignore
+        from tubevit.engine.checkpoint import model_from_checkpoint  # the trainer's own loader
     except ImportError:
         model_from_checkpoint = None
-    ckpt = None
-    if model_from_checkpoint is not None:
-        res = model_from_checkpoint(path, device=device) if _takes_device(model_from_checkpoint) else model_from_checkpoint(path)
-        model, extra = (res[0], res[1] if len(res) > 1 else {}) if isinstance(res, tuple) else (res, {})
-        ckpt = extra if isinstance(extra, dict) else {}
-        if "config" not in ckpt or ("classes" not in ckpt and "class_names" not in ckpt):
-            ckpt = {**_read(path), **ckpt}
+    if model_from_checkpoint is not None and isinstance(ckpt.get("config"), dict) and "model" in ckpt["config"]:
+        try:
+            model, _ = model_from_checkpoint(ckpt)
+        except (RuntimeError, KeyError, TypeError) as err:
+            raise ValueError(f"checkpoint {path} does not match its own model config: {err}") from None
     else:
-        ckpt = _read(path)
         config = ckpt.get("config") or {}
         cfg = _model_config(config if isinstance(config, dict) else {}, ckpt)
         model = TubeViT(cfg)
@@ -131,16 +130,10 @@ def _read(path: Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any unpickling failure is a bad checkpoint for the user
-        raise ValueError(f"cannot read checkpoint {path}: {type(err).__name__}: {err}") from None
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"cannot read checkpoint {path} (not a tubevit checkpoint, or damaged): "
+                         f"{type(err).__name__}: {first}") from None
     if not isinstance(ckpt, dict):
         raise ValueError(f"checkpoint {path} is not a dict (got {type(ckpt).__name__})")
     return ckpt
 
-
-def _takes_device(fn) -> bool:
-    import inspect
-
-    try:
-        return "device" in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False

@@ -1,0 +1,52 @@
+"""`tubevit predict`: top-k classes of video files with a trained checkpoint."""
+
+from __future__ import annotations
+
+import json
+
+from tubevit.evaluate.evaluator import PRECISIONS
+from tubevit.evaluate.multiview import AGGREGATIONS
+
+NAME = "predict"
+HELP = "top-k class names and probabilities for video files, with timing"
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--checkpoint", required=True, help="last.pt / best.pt of a tubevit train run")
+    p.add_argument("files", nargs="+", metavar="FILE", help="video files (or frame folders)")
+    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--clips", type=int, default=4, help="temporal views per video (paper: 4)")
+    p.add_argument("--crops", type=int, default=3, choices=(1, 3), help="spatial views per clip (paper: 3)")
+    p.add_argument("--aggregation", default="mean_logits", choices=AGGREGATIONS)
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--head", default=None, help="which dataset head (joint checkpoints)")
+    p.add_argument("--frames", type=int, default=None, help="frames per clip (default: the checkpoint's)")
+    p.add_argument("--size", type=int, default=None, help="crop size (default: the checkpoint's)")
+    p.add_argument("--stride", type=float, default=None)
+    p.add_argument("--fps", type=float, default=None)
+    p.add_argument("--decoder", default=None, choices=("auto", "pyav", "torchcodec", "decord"))
+    p.add_argument("--device", default="auto")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+
+def run(args) -> int:
+    from tubevit.evaluate.commands import predict_files
+
+    r = predict_files(
+        args.checkpoint, args.files, topk=args.topk, clips=args.clips, crops=args.crops,
+        aggregation=args.aggregation, precision=args.precision, head=args.head, frames=args.frames,
+        size=args.size, stride=args.stride, fps=args.fps, decoder=args.decoder, device=args.device,
+    )
+    if args.json:
+        print(json.dumps(r))
+    else:
+        for p in r["predictions"]:
+            if not p["ok"]:
+                print(f"{p['file']}: ERROR {p['error']}")
+                continue
+            print(f"{p['file']}  ({p['views']} views; decode {p['decode_s']:.3f}s, model {p['model_s']:.3f}s)")
+            for t in p["topk"]:
+                print(f"  {t['prob']:7.2%}  {t['class']}")
+        print(f"{r['files'] - r['failed']} of {r['files']} files predicted; {r['failed']} failed; "
+              f"decode {r['decode_s']:.2f}s, model {r['model_s']:.2f}s, load {r['load_s']:.2f}s")
+    return 1 if r["failed"] == r["files"] else 0
