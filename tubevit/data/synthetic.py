@@ -82,7 +82,10 @@ def write_video(
     t, h, w = frames.shape[:3]
     opts = {}
     if codec == "libx264":
-        opts = {"preset": "veryfast", "crf": "18", "threads": "1"}
+        # One thread and constant QP: x264's bytes then depend only on the input. (With CRF the
+        # floating-point rate control gave different bytes once torch had been imported.)
+        opts = {"preset": "veryfast", "qp": "20", "threads": "1",
+                "x264-params": "threads=1:lookahead-threads=1:sliced-threads=0"}
     opts.update(options or {})
     rate = Fraction(fps).limit_denominator(1001)
     with av.open(str(path), "w", options=container_options or {}) as container:
@@ -90,6 +93,8 @@ def write_video(
         stream.width, stream.height, stream.pix_fmt = w, h, pix_fmt
         if codec == "mpeg4":
             stream.bit_rate = max(200_000, h * w * 60)
+        if codec == "libx264":
+            stream.codec_context.thread_count = 1  # threaded x264 output varies run to run
         if gop:
             stream.codec_context.gop_size = gop
         if pts_ms is not None:
@@ -101,6 +106,9 @@ def write_video(
             if pts_ms is not None:
                 frame.pts = int(pts_ms[i])
                 frame.time_base = Fraction(1, 1000)
+            else:  # explicit timestamps: nothing left for the encoder to guess
+                frame.pts = i
+                frame.time_base = 1 / rate
             for packet in stream.encode(frame):
                 container.mux(packet)
         for packet in stream.encode():
