@@ -123,8 +123,14 @@ def worker(rank, world, port, ckpt, root, val, out, frames, size):
     try:
         torch.set_num_threads(1)
         model = load_model(ckpt).model
+        # Pretend the parameters are sharded (FSDP): forward passes must then run in lock-step.
+        import tubevit.evaluate.evaluator as ev
+        ev._is_sharded = lambda m: True
+        calls = []
+        model.register_forward_hook(lambda m, i, o: calls.append(int(i[0].shape[0])))
         ds = VideoDataset.from_annotations(val, root, frames=frames, stride=1, size=size, train=False, clips=2, crops=1)
         r = evaluate(model, build_loader(ds, batch_size=2, shuffle=False), max_fail_fraction=0.5)
+        r["forward_calls"] = calls
         with open(f"{out}.{rank}", "w") as f:
             json.dump(r, f)
     finally:
@@ -160,6 +166,9 @@ def test_distributed_two_processes_match_one(tiny_data, tiny_ckpt, tmp_path):
     ds = VideoDataset.from_annotations(tiny_data["val"], tiny_data["root"], frames=tiny_data["frames"], stride=1,
                                        size=tiny_data["size"], train=False, clips=2, crops=1)
     ref = evaluate(load_model(tiny_ckpt).model, build_loader(ds, batch_size=2, shuffle=False), max_fail_fraction=0.5)
+    # rank 0's last batch is the broken file alone: it runs one empty forward to keep in step.
+    assert len(r0["forward_calls"]) == len(r1["forward_calls"]) == 3
+    assert r0["forward_calls"][-1] == 0
     for r in (r0, r1):
         # 9 samples over 2 ranks: the sampler pads one repeat, which must count once.
         assert r["videos"] == 8 and r["skipped"] == 1

@@ -149,6 +149,27 @@ def _sample_path(dataset, index: int) -> str:
     return ""
 
 
+def _is_sharded(model: torch.nn.Module) -> bool:
+    """FSDP (1 or 2) anywhere in the model: forward passes are collective operations."""
+    return any(type(m).__name__.startswith(("FullyShardedDataParallel", "FSDP")) for m in model.modules())
+
+
+def _dataset_input_shape(dataset) -> tuple | None:
+    """``(C, T, H, W)`` of one view when the dataset says so (for empty lock-step forwards)."""
+    for ds in (dataset, getattr(dataset, "dataset", None)):
+        frames, size = getattr(ds, "frames", None), getattr(ds, "size", None)
+        if isinstance(frames, int) and isinstance(size, int):
+            return (3, frames, size, size)
+    return None
+
+
+def _max_over_ranks(value: int, device: torch.device) -> int:
+    on = device if dist.get_backend() == "nccl" else torch.device("cpu")
+    t = torch.tensor([value], dtype=torch.long, device=on)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return int(t.item())
+
+
 def _dist_active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
@@ -194,6 +215,8 @@ def forward_views(
         acc = ViewAccumulator(num_classes, aggregation, expected_views=expected_views, missing=missing)
     skipped: dict[int, tuple[str, str]] = {}
     total_views, counter = 0, [0]
+    lockstep = _dist_active() and _is_sharded(model)
+    empty_shape = _dataset_input_shape(dataset)
     decode_s = model_s = 0.0
     try:
         t0 = time.perf_counter()
@@ -204,16 +227,27 @@ def forward_views(
                 if idx < 0:  # index unknown: count it under a key of its own
                     idx = -1 - len([k for k in skipped if k < 0])
                 skipped[idx] = (_sample_path(dataset, idx), "could not be decoded")
-            if clips is None:
-                t0 = time.perf_counter()
-                continue
             if dataset_len and not _dist_active() and len(skipped) > max_fail_fraction * dataset_len:
                 raise TooManyFailures(_failure_message(skipped, dataset_len, max_fail_fraction))
             t1 = time.perf_counter()
-            n = clips.shape[0]
+            n = 0 if clips is None else clips.shape[0]
             step = view_batch or max(n, 1)
-            for s in range(0, n, step):
+            chunks = -(-n // step)
+            if lockstep:
+                # Sharded parameters (FSDP) all-gather inside forward: every rank must run the same
+                # number of forward passes, so a rank with fewer readable views runs empty ones.
+                chunks = _max_over_ranks(chunks, device)
+            for c in range(chunks):
+                s = c * step
+                if s >= n:
+                    if empty_shape is None:
+                        raise RuntimeError("cannot run an empty forward pass in lock-step: no input shape known yet")
+                    with autocast_context(device, precision):
+                        net(torch.zeros(0, *empty_shape, device=device), head=head) if head is not None else net(
+                            torch.zeros(0, *empty_shape, device=device))
+                    continue
                 x = clips[s : s + step].to(device, non_blocking=True)
+                empty_shape = tuple(x.shape[1:])
                 with autocast_context(device, precision):
                     out = net(x, head=head) if head is not None else net(x)
                 out = out.float().cpu()
