@@ -1,0 +1,115 @@
+"""`tubevit train`: train (or resume) a TubeViT on videos, images, or both jointly.
+
+Configuration is resolved as: the preset's defaults <- ``--config FILE.yaml`` <- the shortcut
+flags <- ``--set key=value`` (see docs/TRAINING.md). Under ``torchrun`` it runs distributed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from tubevit.configs.load import load_config
+from tubevit.configs.schema import PRECISIONS
+from tubevit.model.presets import list_models
+from tubevit.model.tokenizer import TOKENIZERS
+from tubevit.model.tubes import TUBE_SETS
+
+NAME = "train"
+HELP = "train TubeViT on videos and/or images (joint training: one head per dataset), with resume and DDP"
+
+# flag dest -> dotted config key
+SHORTCUTS = {
+    "model": "preset",
+    "tubes": "model.tubes",
+    "tokenizer": "model.tokenizer",
+    "frames": "data.frames",
+    "size": "data.size",
+    "train_list": "data.video.train_list",
+    "val_list": "data.video.val_list",
+    "data_root": "data.video.root",
+    "image_train_list": "data.image.train_list",
+    "image_val_list": "data.image.val_list",
+    "image_root": "data.image.root",
+    "epochs": "epochs",
+    "steps": "steps",
+    "batch_size": "batch_size",
+    "lr": "optim.lr",
+    "workers": "data.workers",
+    "precision": "precision",
+    "out": "out",
+    "seed": "seed",
+    "compile": "compile",
+}
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--config", metavar="FILE.yaml", help="a YAML config (e.g. the config.yaml of an earlier run)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config key, e.g. --set optim.weight_decay=0.05 --set model.drop_path=0.1 "
+                        "(repeatable; values are YAML)")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", choices=list_models(), help="preset (default tubevit_base)")
+    g.add_argument("--tubes", choices=sorted(TUBE_SETS), help="tube set (default paper); custom sets via --set model.tubes=[...]")
+    g.add_argument("--tokenizer", choices=TOKENIZERS)
+    g = p.add_argument_group("data")
+    g.add_argument("--frames", type=int, help="frames per clip")
+    g.add_argument("--size", type=int, help="crop size in pixels")
+    g.add_argument("--train-list", help="video annotations: list file, CSV, Kinetics CSV or SSv2 JSON")
+    g.add_argument("--val-list", help="video validation annotations (same formats)")
+    g.add_argument("--data-root", help="directory the video paths are relative to")
+    g.add_argument("--classes", help="video classes: a classes file (one name per line) or a class count")
+    g.add_argument("--image-train-list", help="image annotations: list file or an ImageFolder directory")
+    g.add_argument("--image-val-list")
+    g.add_argument("--image-root", help="directory the image paths are relative to")
+    g.add_argument("--workers", type=int, help="data-loading processes per source and rank")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=float, help="passes over the (first) training set")
+    g.add_argument("--steps", type=int, help="optimizer steps (wins over --epochs)")
+    g.add_argument("--batch-size", type=int, help="clips per micro-batch per process")
+    g.add_argument("--lr", type=float, help="peak learning rate")
+    g.add_argument("--precision", choices=PRECISIONS)
+    g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
+    g.add_argument("--seed", type=int)
+    g = p.add_argument_group("run")
+    g.add_argument("--out", help="output directory (config.yaml, metrics.jsonl, last.pt, best.pt, plots)")
+    g.add_argument("--resume", metavar="CKPT", nargs="?", const="auto", default="auto",
+                   help="continue from CKPT; by default a run continues from OUT/last.pt when it exists")
+    g.add_argument("--fresh", action="store_true", help="ignore OUT/last.pt and start over")
+    g.add_argument("--json", action="store_true", help="print the final result as one JSON object")
+
+
+def overrides_from_args(args) -> dict:
+    """Shortcut flags that were given -> dotted config keys."""
+    out = {key: getattr(args, dest) for dest, key in SHORTCUTS.items() if getattr(args, dest, None) is not None}
+    if getattr(args, "classes", None) is not None:
+        text = str(args.classes)
+        out["data.video.num_classes" if text.isdigit() else "data.video.classes"] = int(text) if text.isdigit() else text
+    return out
+
+
+def run(args) -> int:
+    from tubevit.engine.trainer import NonFiniteLoss, train
+
+    cfg = load_config(args.config, overrides=overrides_from_args(args), sets=args.sets)
+    resume = None if args.fresh else args.resume
+    try:
+        result = train(cfg, resume=resume)
+    except NonFiniteLoss as err:
+        print(f"tubevit train: stopped: {err}", file=sys.stderr)
+        return 1
+    if os.environ.get("RANK", "0") != "0":
+        pass  # under torchrun, rank 0 reports
+    elif args.json:
+        print(json.dumps(result))
+    else:
+        val = result["val"] or {}
+        top1 = val.get("val_top1")
+        msg = f"step {result['step']}/{result['total_steps']} in {result['seconds']:.0f} s"
+        if top1 is not None:
+            msg += f"; validation top-1 {top1:.3f} ({val.get('val_top5', float('nan')):.3f} top-5)"
+        print(f"{msg}; outputs in {result['out']}")
+    if result["interrupted"]:
+        return 130 if result["interrupted"] == "SIGINT" else 143
+    return 0
