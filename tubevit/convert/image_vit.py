@@ -25,14 +25,17 @@ What maps where:
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Mapping
 
 import torch
 
-from tubevit.convert.formats import ConversionError, StateDict, _preview, npz_num_heads, read_file, to_canonical
+from tubevit.convert.formats import (ConversionError, StateDict, _preview, detect_format, npz_num_heads, read_file,
+                                     to_canonical)
 from tubevit.convert.kernels import group_average, interpolated_base, pi_resize, tube_from_patch
 from tubevit.model.config import ModelConfig
 from tubevit.model.tokenizer import INTERP_BASE_KERNEL, resolve_specs
@@ -220,10 +223,10 @@ def load_pretrained(
 ) -> list[str]:
     """Load an image ViT (timm / HF / .npz, converted on the fly) or a converted TubeViT
     ``.safetensors`` into ``model``. ``source`` is a path or a state dict. Returns the new keys."""
-    sd = read_file(source)[0] if not isinstance(source, Mapping) else dict(source)
-    from tubevit.convert.formats import detect_format
-
-    if detect_format(sd.keys()) != "tubevit":
+    sd, meta = read_file(source) if not isinstance(source, Mapping) else (dict(source), {})
+    if detect_format(sd.keys()) == "tubevit":
+        _check_same_geometry(meta, model.cfg, source)
+    else:
         conv = convert_image_vit(sd, model.cfg, inflate=inflate, keep_classifier=keep_classifier, head_name=head_name)
         conv.log()
         sd = conv.state_dict
@@ -234,3 +237,57 @@ def load_pretrained(
                 model.add_head(name, sd[k].shape[0])
                 log.info("added head %r (%d classes) for the kept classifier", name, sd[k].shape[0])
     return load_converted(model, sd)
+
+
+def _check_same_geometry(meta: Mapping, cfg: ModelConfig, source) -> None:
+    """A converted file carries the config it was converted for; its tubes must be the model's."""
+    if "config" not in meta:
+        return
+    saved = ModelConfig.from_dict(json.loads(meta["config"]))
+    ours = cfg.to_dict()
+    diff = [k for k in ("tubes", "tokenizer", "width", "depth", "in_chans")
+            if json.dumps(saved.to_dict()[k]) != json.dumps(ours[k])]
+    if diff:
+        raise ConversionError(f"{source} was converted for a model with other {', '.join(diff)} "
+                              f"({', '.join(f'{k}={saved.to_dict()[k]}' for k in diff)}); convert again for this model")
+
+
+def convert_checkpoint(
+    src,
+    out,
+    *,
+    model: str = "tubevit_base",
+    tubes=None,
+    tokenizer: str | None = None,
+    inflate: str = "central",
+    keep_classifier: bool = False,
+    **overrides,
+) -> dict:
+    """``tubevit convert``: read ``src`` (any image-ViT format), convert for the preset ``model``
+    and write ``out`` (.safetensors, the model config in its metadata). Returns a summary."""
+    from safetensors.torch import save_file
+
+    from tubevit.model.presets import preset_config
+
+    if tubes is not None:
+        overrides["tubes"] = tubes
+    if tokenizer is not None:
+        overrides["tokenizer"] = tokenizer
+    cfg = preset_config(model, **overrides)
+    sd, _ = read_file(src)
+    conv = convert_image_vit(sd, cfg, inflate=inflate, keep_classifier=keep_classifier)
+    conv.log()
+    if keep_classifier:
+        cfg = cfg.replace(num_classes={"imagenet": int(conv.state_dict["heads.imagenet.weight"].shape[0])})
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ConversionError(f"write the converted weights to a .safetensors file, not {out.name}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    save_file(conv.state_dict, str(out), metadata={
+        "format": "tubevit", "config": json.dumps(cfg.to_dict()), "source": str(src),
+        "source_format": conv.source_format, "inflate": inflate, "notes": json.dumps(conv.notes),
+    })
+    return {"out": str(out), "source_format": conv.source_format, "model": model, "tokenizer": cfg.tokenizer,
+            "inflate": inflate, "tensors": len(conv.state_dict), "copied": len(conv.copied),
+            "derived": conv.derived, "notes": conv.notes,
+            "new_keys": "pool.*, heads.*" + (" (heads.imagenet kept)" if keep_classifier else "")}
