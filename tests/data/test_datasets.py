@@ -10,7 +10,6 @@ import pytest
 import torch
 
 import tubevit.data.datasets as datasets_mod
-from tests.data.conftest import frame_number
 from tubevit.data.datasets import ImageDataset, VideoDataset, read_annotations, read_classes
 from tubevit.data.synthetic import write_image
 

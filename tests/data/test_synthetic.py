@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from tubevit.data.datasets import ImageDataset, VideoDataset, read_annotations
-from tubevit.data.decode import decode_all_frames, probe
+from tubevit.data.decode import probe
 from tubevit.data.synthetic import VIDEO_CLASSES, _video_params, make_synthetic_data, render_video
 
 
