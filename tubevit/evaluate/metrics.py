@@ -62,7 +62,7 @@ def topk_accuracy(scores, labels, ks=(1, 5)) -> dict[int, float]:
     out = {}
     for k in ks:
         c = topk_correct(scores, labels, k)
-        out[int(k)] = float(c.float().mean()) if c.numel() else math.nan
+        out[int(k)] = c.sum().item() / c.numel() if c.numel() else math.nan
     return out
 
 
