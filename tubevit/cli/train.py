@@ -41,6 +41,9 @@ SHORTCUTS = {
     "out": "out",
     "seed": "seed",
     "compile": "compile",
+    "init_from": "init_from",
+    "inflate": "init_inflate",
+    "freeze_until": "model.freeze_until",
 }
 
 
@@ -53,6 +56,12 @@ def add_arguments(p) -> None:
     g.add_argument("--model", choices=list_models(), help="preset (default tubevit_base)")
     g.add_argument("--tubes", choices=sorted(TUBE_SETS), help="tube set (default paper); custom sets via --set model.tubes=[...]")
     g.add_argument("--tokenizer", choices=TOKENIZERS)
+    g.add_argument("--init-from", metavar="PATH", help="initial weights: an image ViT (timm / HF .safetensors|.pth|.bin, "
+                   "Google .npz) or a `tubevit convert` output (docs/PRETRAINED.md)")
+    g.add_argument("--inflate", choices=("central", "average"), help="how --init-from's 2D kernel fills the video tubes")
+    g.add_argument("--freeze-until", type=int, metavar="S", help="freeze the tubes and blocks before S, train blocks "
+                   "S.. and the heads, with the gated shortcut at block S (§3.6, Eq. 8)")
+    g.add_argument("--no-gate", action="store_true", help="with --freeze-until: no gated shortcut (Table 6 ablation)")
     g = p.add_argument_group("data")
     g.add_argument("--frames", type=int, help="frames per clip")
     g.add_argument("--size", type=int, help="crop size in pixels")
@@ -86,6 +95,8 @@ def overrides_from_args(args) -> dict:
     if getattr(args, "classes", None) is not None:
         text = str(args.classes)
         out["data.video.num_classes" if text.isdigit() else "data.video.classes"] = int(text) if text.isdigit() else text
+    if getattr(args, "freeze_until", None) is not None and not getattr(args, "no_gate", False):
+        out["model.gate_layer"] = args.freeze_until  # the gate sits at the first trained block
     return out
 
 

@@ -133,6 +133,11 @@ class TrainConfig:
     seed: int = 0
     # Output directory: config.yaml, metrics.jsonl, last.pt, best.pt, plots.
     out: str = "runs/train"
+    # Initial weights: an image ViT (timm / Hugging Face / Google .npz, converted on the fly) or a
+    # `tubevit convert` output; loaded strictly, pool.* / heads.* / gate.* new (docs/PRETRAINED.md).
+    init_from: str = ""
+    # How an image ViT's 2D kernel fills the video tubes' frames: central | average.
+    init_inflate: str = "central"
     # Log (and sync losses to the host) every N steps.
     log_every: int = 10
     # Write out/last.pt every N steps (and at the end); 0 = only at the end.

@@ -128,7 +128,12 @@ def build_model(cfg: TrainConfig) -> TubeViT:
     One function so that initialisation from pretrained weights and layer freezing hook in here;
     the optimizer takes only parameters with ``requires_grad``.
     """
-    return TubeViT(cfg.model)
+    model = TubeViT(cfg.model)  # model.freeze_until / gate_layer (§3.6) act inside the model
+    if cfg.init_from:
+        from tubevit.convert.image_vit import load_pretrained
+
+        load_pretrained(model, cfg.init_from, inflate=cfg.init_inflate)
+    return model
 
 
 def _check_inputs(cfg: TrainConfig, sources: Sequence[Source]) -> None:
