@@ -40,8 +40,8 @@ from tubevit.convert.formats import ConversionError, detect_format, read_file
 from tubevit.convert.image_vit import convert_image_vit, load_converted
 from tubevit.model.config import ModelConfig
 from tubevit.model.presets import SIZES, preset_config
-from tubevit.model.tokenizer import resize_kernel, resolve_specs
-from tubevit.model.tubes import TubeSpec, get_tube_set, image_tube_index
+from tubevit.model.tokenizer import resize_kernel
+from tubevit.model.tubes import TubeSpec, image_tube_index
 from tubevit.model.tubevit import TubeViT
 
 log = logging.getLogger("tubevit.convert")
