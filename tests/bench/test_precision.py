@@ -1,0 +1,103 @@
+"""bf16 against fp32: the inference and training paths of tubevit.model.precision, on CPU and GPU."""
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import tubevit
+from tubevit.model.precision import autocast, cast_for_inference, compute_dtype, grad_scaler
+from tubevit.model.vit import attention
+
+
+def _rel(a, b):
+    return float((a.float() - b.float()).norm() / b.float().norm())
+
+
+def _tiny(**kw):
+    torch.manual_seed(0)
+    return tubevit.create_model("tubevit_tiny", num_classes=10, depth=4, **kw)
+
+
+def test_compute_dtype_and_scaler():
+    assert compute_dtype("bf16") == torch.bfloat16 and compute_dtype("fp32") == torch.float32
+    with pytest.raises(ValueError, match="unknown precision"):
+        compute_dtype("fp8")
+    assert not grad_scaler("cpu", "bf16").is_enabled()
+
+
+@pytest.mark.parametrize("tokenizer", ["s2d", "interpolated"])
+def test_bf16_inference_logits_match_fp32(tokenizer):
+    model = _tiny(tokenizer=tokenizer).eval()
+    x = torch.randn(2, 3, 32, 64, 64)
+    with torch.inference_mode():
+        ref = model(x)
+        fast = cast_for_inference(copy.deepcopy(model), "bf16")
+        assert all(p.dtype == torch.bfloat16 for p in fast.parameters())
+        with autocast("cpu", "bf16"):
+            out = fast(x)
+        image = torch.randn(2, 3, 64, 64)
+        ref_img = model(image)
+        with autocast("cpu", "bf16"):
+            out_img = fast(image)
+    assert out.dtype == torch.bfloat16
+    assert _rel(out, ref) < 2e-2 and _rel(out_img, ref_img) < 2e-2
+
+
+def test_bf16_training_gradients_match_fp32():
+    model = _tiny().train()
+    x, y = torch.randn(2, 3, 32, 64, 64), torch.tensor([1, 7])
+    grads = {}
+    for precision in ("fp32", "bf16"):
+        model.zero_grad(set_to_none=True)
+        with autocast("cpu", precision):
+            logits = model(x)
+        F.cross_entropy(logits.float(), y).backward()
+        grads[precision] = torch.cat([p.grad.flatten() for p in model.parameters()])
+        assert all(p.dtype == torch.float32 for p in model.parameters())  # fp32 master weights
+    assert _rel(grads["bf16"], grads["fp32"]) < 5e-2
+
+
+@pytest.mark.parametrize("n", [197, 539, 2100])
+def test_cpu_bf16_attention_path_matches_sdpa(n):
+    # below 2048 tokens bf16 on CPU takes the explicit two-matmul form, above it SDPA
+    q, k, v = (torch.randn(1, 2, n, 32, dtype=torch.bfloat16) for _ in range(3))
+    ref = F.scaled_dot_product_attention(q.double(), k.double(), v.double())
+    assert _rel(attention(q, k, v), ref) < 1e-2
+    q32, k32, v32 = (t.float().requires_grad_() for t in (q, k, v))
+    qb, kb, vb = (t.detach().bfloat16().requires_grad_() for t in (q32, k32, v32))
+    F.scaled_dot_product_attention(q32, k32, v32).sum().backward()
+    attention(qb, kb, vb).sum().backward()
+    for a, b in ((qb, q32), (kb, k32), (vb, v32)):
+        assert _rel(a.grad, b.grad) < 3e-2
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_bf16_parity_flash_and_no_host_sync():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    model = _tiny().cuda().eval()
+    x = torch.randn(4, 3, 32, 112, 112, device="cuda")
+    with torch.inference_mode():
+        ref = model(x)
+        fast = cast_for_inference(copy.deepcopy(model), "bf16")
+        with autocast("cuda", "bf16"), sdpa_kernel(SDPBackend.FLASH_ATTENTION):  # flash must take it
+            out = fast(x)
+    assert _rel(out, ref) < 2e-2
+    # a bf16 training step with fused AdamW reads nothing back to the host
+    train = _tiny().cuda().train()
+    opt = torch.optim.AdamW(train.parameters(), lr=1e-4, fused=True)
+    y = torch.randint(0, 10, (4,), device="cuda")
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(2):
+            with autocast("cuda", "bf16"):
+                loss = F.cross_entropy(train(x).float(), y)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()

@@ -1,0 +1,73 @@
+"""Numeric precision for training, evaluation and prediction: the one helper every engine uses.
+
+``fp32`` runs as is. ``bf16`` (CPU or GPU) and ``fp16`` (meant for GPU; slow on CPU) run the matrix products in the
+low-precision type under autocast; bf16 keeps fp32's exponent range, so it needs no loss scaling.
+
+* Training keeps fp32 master weights and optimizer state and wraps the forward in
+  :func:`autocast` (the loss is taken in fp32 from ``logits.float()``).
+* Inference (eval, predict) additionally casts the weights once with :func:`cast_for_inference`:
+  under autocast alone every forward re-casts every fp32 weight to bf16 (about 6% of a TubeViT-B
+  bf16 forward on CPU), and bf16 weights halve the memory the forward streams. Autocast is still
+  wanted around the forward: it casts the fp32 input clip at the tube convolutions. ::
+
+      model = cast_for_inference(model, "bf16")          # in place; returns the model
+      with torch.inference_mode(), autocast(device, "bf16"):
+          logits = model(clips).float()
+
+  Do not cast a model that will train again (evaluation inside training): use autocast alone.
+
+Measured speed and accuracy on CPU: docs/BENCHMARKS.md, Model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn as nn
+
+__all__ = ["PRECISIONS", "autocast", "cast_for_inference", "compute_dtype", "grad_scaler"]
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def compute_dtype(precision: str) -> torch.dtype:
+    """``"fp32" | "bf16" | "fp16"`` -> the torch dtype the matrix products run in."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {sorted(PRECISIONS)}")
+    return PRECISIONS[precision]
+
+
+def autocast(device: torch.device | str, precision: str):
+    """Autocast to the precision's dtype on ``device`` (cpu or cuda); fp32: a no-op context.
+
+    Same signature as ``tubevit.engine.step.autocast``, so either can call the other.
+    """
+    dtype = compute_dtype(precision)
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def cast_for_inference(model: nn.Module, precision: str, compile: bool = False) -> nn.Module:
+    """Put ``model`` in eval mode with its weights in the precision's dtype (in place).
+
+    ``compile=True`` also returns ``torch.compile(model)``; on CPU with inductor's freezing
+    (weights folded as constants and pre-packed for oneDNN), which made TubeViT-B bf16 inference
+    about 1.25x faster than eager on CPU at a one-off compile of about a minute per input shape:
+    worth it for long evaluations, not for a few clips. The compiled module's ``state_dict`` keys
+    carry an ``_orig_mod.`` prefix; save the model you passed in, not the returned one.
+    """
+    dtype = compute_dtype(precision)
+    model.eval()
+    if dtype != torch.float32:
+        model.to(dtype)
+    if not compile:
+        return model
+    device_type = next(model.parameters()).device.type
+    return torch.compile(model, options={"freezing": True} if device_type == "cpu" else None)
+
+
+def grad_scaler(device: torch.device | str, precision: str) -> torch.amp.GradScaler:
+    """Loss scaling for fp16 (its 5-bit exponent underflows small gradients); off otherwise."""
+    return torch.amp.GradScaler(torch.device(device).type, enabled=compute_dtype(precision) == torch.float16)
