@@ -20,9 +20,9 @@ large matrix product in the same precision (MFU), peak memory and, for bf16 infe
 error of the logits against fp32.
 
 Peak memory is measured for each row in a fresh process that builds only that row and runs it
-twice: on CPU the growth of the resident set's high-water mark (``ru_maxrss``) over the resident
-size before the model was built, so weights, optimizer state, activations and oneDNN workspaces
-all count (tracemalloc does not see torch's allocator); on CUDA ``torch.cuda.max_memory_allocated``.
+twice: on CPU the resident set's high-water mark (``VmHWM``) less the resident size before the
+model was built, so weights, optimizer state, activations and oneDNN workspaces all count
+(tracemalloc does not see torch's allocator); on CUDA ``torch.cuda.max_memory_allocated``.
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import copy
 import json
 import os
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -79,9 +78,13 @@ class BenchSpec:
     warmup: int = 1
     threads: int | None = None
     device: str | None = None  # None: cuda when available, else cpu
-    compile: bool = False
+    # Precisions whose rows run under torch.compile (CPU inference: with freezing; see
+    # tubevit.model.precision.cast_for_inference); the others run eagerly.
+    compile: tuple[str, ...] = ()
     # Peak memory costs a fresh process and two steps per row; off for quick runs.
     memory: bool = True
+    # Profile one more step per row and report its time by kind of op (profile_ms).
+    profile: bool = False
     # ModelConfig overrides, e.g. {"depth": 2} for tests.
     overrides: dict = field(default_factory=dict)
 
@@ -168,22 +171,21 @@ def build_rows(spec: BenchSpec, x: torch.Tensor, y: torch.Tensor) -> tuple[list[
     """
     rows, rel_err = [], {}
     device = spec.device
-    compile_options = {"freezing": True} if torch.device(device).type == "cpu" else None
     for variant in spec.variants:
         torch.manual_seed(0)
         master = build_model(spec, variant).to(device)
         infer = {}
         if "infer" in spec.modes:
             for p in spec.precisions:
-                m = master if p == "fp32" else cast_for_inference(copy.deepcopy(master), p)
-                infer[p] = _infer_fn(torch.compile(m, options=compile_options) if spec.compile else m, x, device, p)
-        trained = torch.compile(master) if spec.compile else master
+                m = master if p == "fp32" else copy.deepcopy(master)
+                infer[p] = _infer_fn(cast_for_inference(m, p, compile=p in spec.compile), x, device, p)
+        compiled = torch.compile(master) if spec.compile else None
         for mode in spec.modes:
             for p in spec.precisions:
                 if mode == "infer":
                     rows.append(_Row(variant, p, mode, infer[p]))
                 else:
-                    ts = build_train_step(trained, spec, p)
+                    ts = build_train_step(compiled if p in spec.compile else master, spec, p)
                     rows.append(_Row(variant, p, mode, _train_fn(master, ts, x, y), train_step=ts))
         if "infer" in spec.modes and "fp32" in infer:
             ref = infer["fp32"]().float()
@@ -226,9 +228,17 @@ def matmul_peak_tflops(device, precision: str, n: int | None = None, repeats: in
 
 # --------------------------------------------------------------------------- memory (a process per row)
 
-def _rss_mb() -> float:
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def _status_mb(field_name: str) -> float:
+    """``VmRSS`` (resident now) or ``VmHWM`` (its high-water mark) of this process, in MB.
+
+    Not ``ru_maxrss``: Linux carries that across fork and exec, so a child would report its
+    parent's peak.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1]) / 1024  # kB
+    raise OSError(f"{field_name} not in /proc/self/status")
 
 
 def _peak_memory_here(spec: BenchSpec, variant: str, precision: str, mode: str) -> float:
@@ -241,7 +251,7 @@ def _peak_memory_here(spec: BenchSpec, variant: str, precision: str, mode: str) 
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
     else:
-        before = _rss_mb()
+        before = _status_mb("VmRSS")
     x, y = make_batch(spec, device)
     # An inference row is born in its compute dtype, so no fp32 copy inflates its high-water mark.
     dtype = compute_dtype(precision) if mode == "infer" else torch.float32
@@ -253,23 +263,23 @@ def _peak_memory_here(spec: BenchSpec, variant: str, precision: str, mode: str) 
     finally:
         torch.set_default_dtype(default)
     if mode == "infer":
-        model = cast_for_inference(model, precision, compile=spec.compile)
+        model = cast_for_inference(model, precision, compile=precision in spec.compile)
         step = _infer_fn(model, x, device, precision)
     else:
-        step = _train_fn(model, build_train_step(torch.compile(model) if spec.compile else model, spec, precision), x, y)
+        trained = torch.compile(model) if precision in spec.compile else model
+        step = _train_fn(model, build_train_step(trained, spec, precision), x, y)
     for _ in range(2):
         step()
     if cuda:
         torch.cuda.synchronize(device)
         return (torch.cuda.max_memory_allocated(device) - before) / 2**20
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    return peak_kb / 1024 - before
+    return _status_mb("VmHWM") - before
 
 
 def peak_memory_mb(spec: BenchSpec, variant: str, precision: str, mode: str) -> float | None:
     """Run :func:`_peak_memory_here` in a fresh interpreter (None where that is not possible)."""
     if sys.platform != "linux" and torch.device(spec.device).type == "cpu":
-        return None  # ru_maxrss units and /proc differ elsewhere
+        return None  # /proc/self/status is Linux's
     payload = json.dumps({"spec": asdict(spec), "row": [variant, precision, mode]})
     out = subprocess.run([sys.executable, "-m", "tubevit.bench.model", "--peak-memory", payload],
                          capture_output=True, text=True, check=True)
@@ -281,6 +291,36 @@ def peak_memory_mb(spec: BenchSpec, variant: str, precision: str, mode: str) -> 
 def _sync(device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
+
+
+# Where a step's time goes: profiler op names (substrings) by kind, first match wins.
+OP_KINDS = (
+    ("linear", ("addmm", "aten::mm", "linear", "matmul_bf16", "aten::baddbmm")),
+    ("attention", ("bmm", "softmax", "attention")),
+    ("conv3d", ("conv",)),
+    ("layernorm", ("layer_norm",)),
+    ("gelu", ("gelu",)),
+    ("optimizer", ("adam", "lerp", "sqrt", "addcdiv", "_foreach", "norm")),
+    ("copies", ("copy_", "cat", "clone", "contiguous", "to_copy")),
+)
+
+
+def profile_row(row: _Row, device) -> dict[str, float]:
+    """Milliseconds of one step by kind of op (self time of the profiler's ops; compiled rows show
+    fused kernels under "other")."""
+    from torch.profiler import ProfilerActivity, profile
+
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.device(device).type == "cuda" else [])
+    with profile(activities=acts) as prof:
+        row.step()
+        _sync(device)
+    cuda = torch.device(device).type == "cuda"
+    out: dict[str, float] = {}
+    for ev in prof.key_averages():
+        t = (ev.self_device_time_total if cuda else ev.self_cpu_time_total) / 1e3
+        kind = next((k for k, names in OP_KINDS if any(n in ev.key.lower() for n in names)), "other")
+        out[kind] = out.get(kind, 0.0) + t
+    return {k: round(v, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1]) if v >= 0.05}
 
 
 def time_rows(rows: list[_Row], spec: BenchSpec) -> None:
@@ -312,6 +352,10 @@ def run_benchmark(spec: BenchSpec, progress: Callable[[str], None] | None = None
     rows, rel_err = build_rows(spec, x, y)
     say("timing")
     time_rows(rows, spec)
+    profiles = {}
+    if spec.profile:
+        say("profiling one step per row")
+        profiles = {id(row): profile_row(row, spec.device) for row in rows}
     peaks = {p: matmul_peak_tflops(spec.device, p) for p in spec.precisions}
     counts = {}
     for variant in spec.variants:
@@ -336,8 +380,10 @@ def run_benchmark(spec: BenchSpec, progress: Callable[[str], None] | None = None
             step_ms=round(med * 1e3, 2), cpu_ms=round(statistics.median(row.cpu_times) * 1e3, 2),
             peak_mem_mb=mem, tokens=c["tokens"], gflops=round(c[row.mode], 3),
             tflops_per_s=round(tflops, 4), mfu=round(tflops / peaks[row.precision], 4),
+            profile_ms=profiles.get(id(row)),
             logits_rel_err=rel_err.get((row.variant, row.precision)) if row.mode == "infer" else None,
-            device=info["device"], threads=info["threads"], compiled=spec.compile, repeats=spec.repeats,
+            device=info["device"], threads=info["threads"], compiled=row.precision in spec.compile,
+            repeats=spec.repeats,
         ))
     for r, p in zip(out, [peaks[r["precision"]] for r in out]):
         r["matmul_peak_tflops"] = round(p, 4)
@@ -359,7 +405,8 @@ def machine_info(device: str = "cpu") -> dict:
         pass
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     isa = ",".join(f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags) or "no bf16 ISA"
-    name = torch.cuda.get_device_name(device) if torch.device(device).type == "cuda" else f"{cpu} ({cores} cores, {isa})"
+    cuda = torch.device(device).type == "cuda"
+    name = torch.cuda.get_device_name(device) if cuda else f"{cpu} ({cores} cores, {isa})"
     return {"device": name, "cpu": cpu, "cores": cores, "threads": torch.get_num_threads(), "torch": torch.__version__}
 
 
@@ -378,12 +425,13 @@ def format_rows(rows: list[dict]) -> str:
         r0 = rows[0]
         lines.append(f"{r0['model']}  input {r0['batch']}x3x{r0['frames']}x{r0['size']}x{r0['size']}  "
                      f"{r0['device']}  threads {r0['threads']}  torch {torch.__version__}  "
-                     f"median of {r0['repeats']} interleaved rounds{'  compiled' if r0['compiled'] else ''}")
+                     f"median of {r0['repeats']} interleaved rounds; +c: torch.compile")
         peaks = {r["precision"]: r["matmul_peak_tflops"] for r in rows}
         lines.append("matmul peak TFLOP/s: " + ", ".join(f"{p} {v:.3f}" for p, v in peaks.items()))
     table = [head] + [(
-        r["variant"], r["precision"], r["mode"], str(r["tokens"]), f"{r['gflops']:.1f}", f"{r['clips_per_s']:.3f}",
-        f"{r['clips_per_s_best']:.3f}", f"{r['step_ms']:.0f}", f"{r['cpu_ms']:.0f}", "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}",
+        r["variant"], r["precision"] + ("+c" if r["compiled"] else ""), r["mode"], str(r["tokens"]),
+        f"{r['gflops']:.1f}", f"{r['clips_per_s']:.3f}", f"{r['clips_per_s_best']:.3f}", f"{r['step_ms']:.0f}",
+        f"{r['cpu_ms']:.0f}", "-" if r["peak_mem_mb"] is None else f"{r['peak_mem_mb']:.0f}",
         f"{r['tflops_per_s']:.3f}", f"{r['mfu']:.0%}",
         "-" if r["logits_rel_err"] is None else f"{r['logits_rel_err']:.1e}") for r in rows]
     widths = [max(len(t[i]) for t in table) for i in range(len(head))]
@@ -401,6 +449,12 @@ def format_rows(rows: list[dict]) -> str:
             d = by[("dense", p, m)]
             ratios.append(f"tubevit/dense {p} {m:5s}: {_ratio(r['clips_per_s'], d['clips_per_s'])} clips/s, "
                           f"{_ratio(r['tokens'], d['tokens'])} tokens, {_ratio(r['gflops'], d['gflops'])} GFLOPs")
+    profiled = [r for r in rows if r.get("profile_ms")]
+    if profiled:
+        ratios += ["", "ms per step by kind of op (profiler self time):"]
+        for r in profiled:
+            ops = ", ".join(f"{k} {v:.0f}" for k, v in r["profile_ms"].items())
+            ratios.append(f"  {r['variant']} {r['precision']} {r['mode']}: {ops}")
     return "\n".join(lines + ([""] + ratios if ratios else []))
 
 
@@ -418,7 +472,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps per row first (default 1)")
     parser.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile every row (CPU inference: with freezing)")
+    parser.add_argument("--compile", nargs="?", const="all", default="", metavar="PRECISIONS",
+                        help="torch.compile the rows of these precisions (comma list; alone: all); CPU inference "
+                             "compiles with freezing. Compile time is not timed (warm-up)")
+    parser.add_argument("--profile", action="store_true", help="also break one step per row down by kind of op")
     parser.add_argument("--no-memory", action="store_true", help="skip peak memory (a fresh process per row)")
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object per row")
 
@@ -428,7 +485,8 @@ def spec_from_args(args) -> BenchSpec:
     return BenchSpec(model=args.model, frames=args.frames, size=args.size, batch=args.batch,
                      precisions=split(args.precision), modes=split(args.modes), variants=split(args.variants),
                      repeats=args.repeats, iters=args.iters, warmup=args.warmup, threads=args.threads,
-                     device=args.device, compile=args.compile, memory=not args.no_memory)
+                     device=args.device, memory=not args.no_memory, profile=args.profile,
+                     compile=split(args.precision) if args.compile == "all" else split(args.compile))
 
 
 def main(args) -> int:
@@ -442,7 +500,8 @@ if __name__ == "__main__":
     # Internal: `python -m tubevit.bench.model --peak-memory JSON` measures one row in a fresh process.
     if len(sys.argv) == 3 and sys.argv[1] == "--peak-memory":
         payload = json.loads(sys.argv[2])
-        s = BenchSpec(**{**payload["spec"], **{k: tuple(payload["spec"][k]) for k in ("precisions", "modes", "variants")}})
+        lists = ("precisions", "modes", "variants", "compile")
+        s = BenchSpec(**{**payload["spec"], **{k: tuple(payload["spec"][k]) for k in lists}})
         print(_peak_memory_here(s, *payload["row"]))
     else:
         parser = argparse.ArgumentParser(description="TubeViT model benchmark")

@@ -52,11 +52,12 @@ def autocast(device: torch.device | str, precision: str):
 def cast_for_inference(model: nn.Module, precision: str, compile: bool = False) -> nn.Module:
     """Put ``model`` in eval mode with its weights in the precision's dtype (in place).
 
-    ``compile=True`` also returns ``torch.compile(model)``; on CPU with inductor's freezing
-    (weights folded as constants and pre-packed for oneDNN), which made TubeViT-B bf16 inference
-    about 1.25x faster than eager on CPU at a one-off compile of about a minute per input shape:
-    worth it for long evaluations, not for a few clips. The compiled module's ``state_dict`` keys
-    carry an ``_orig_mod.`` prefix; save the model you passed in, not the returned one.
+    ``compile=True`` also returns ``torch.compile(model)``, on CPU with inductor's freezing
+    (weights folded as constants and pre-packed for oneDNN). On the 2-core AVX-512-BF16 machine of
+    docs/BENCHMARKS.md it made TubeViT-B bf16 inference only 0-5% faster than eager, for a one-off
+    compile of about 40 s per input shape, so eager is the default; on a GPU it is worth trying.
+    The compiled module's ``state_dict`` keys carry an ``_orig_mod.`` prefix: save the model you
+    passed in, not the returned one.
     """
     dtype = compute_dtype(precision)
     model.eval()
