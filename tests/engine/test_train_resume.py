@@ -55,9 +55,10 @@ def test_checkpoint_contract(tmp_path):
     ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
     assert ckpt["format"] == FORMAT
     assert ckpt["step"] == 4 == res["step"]
-    assert ckpt["classes"] == {"video": ["c0", "c1", "c2"], "image": ["c0", "c1"]}
-    assert ckpt["config"]["model"]["num_classes"] == {"video": 3, "image": 2}
-    assert {"optimizer", "scheduler", "scaler", "rng", "best_top1", "metrics", "epoch"} <= set(ckpt)
+    assert ckpt["class_names"] == {"video": ["c0", "c1", "c2"], "image": ["c0", "c1"]}
+    assert ckpt["model_config"]["num_classes"] == {"video": 3, "image": 2} == ckpt["config"]["model"]["num_classes"]
+    assert {"optimizer", "scheduler", "scaler", "rng", "data_state", "best_top1", "metrics", "epoch"} <= set(ckpt)
+    assert ckpt["data_state"]["micro_step"] == 4 and sum(ckpt["data_state"]["batches"].values()) == 4
     model, _ = model_from_checkpoint(tmp_path / "last.pt")
     _assert_same(model.state_dict(), t.model.state_dict())
     assert (tmp_path / "best.pt").is_file()

@@ -5,13 +5,15 @@ fsync, rename), so a run killed at any moment leaves either the old file or the 
 Contents (``FORMAT`` names the version)::
 
     format        "tubevit-checkpoint/1"
-    model         the TubeViT state dict (unwrapped from DDP/FSDP/compile; fp32, CPU)
-    config        the resolved TrainConfig as a dict; config["model"] is the ModelConfig
-    classes       {head name: [class names]}, one entry per head
+    model         the TubeViT state dict (unwrapped from DDP/FSDP/compile; CPU)
+    model_config  the ModelConfig as a dict (also at config["model"])
+    config        the resolved TrainConfig as a dict
+    class_names   {head name: [class names]}, one entry per head
     step          optimizer steps done
     epoch         epochs of the first source done (float)
-    optimizer, scheduler, scaler     state dicts (absent in exported or converted weights)
+    optimizer, scheduler, scaler     state dicts (scaler {} unless fp16)
     rng           {"torch", "cuda", "numpy", "python"} generator states of rank 0
+    data_state    the joint schedule: {"seed", "micro_step", "weights", "batches": {source: count}}
     best_top1     best validation top-1 so far (-1 before any validation)
     metrics       the last validation result ({} before any)
 
@@ -69,7 +71,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
 
 
 def model_config_of(ckpt: Mapping) -> ModelConfig:
-    return ModelConfig.from_dict(dict(ckpt["config"]["model"]))
+    raw = ckpt.get("model_config") or ckpt["config"]["model"]
+    return ModelConfig.from_dict(dict(raw))
 
 
 def model_from_checkpoint(ckpt_or_path, map_location="cpu") -> tuple[TubeViT, dict]:
@@ -82,7 +85,7 @@ def model_from_checkpoint(ckpt_or_path, map_location="cpu") -> tuple[TubeViT, di
 
 def check_classes(ckpt: Mapping, num_classes: Mapping[str, int], where: str = "the checkpoint") -> None:
     """Raise if a head of the run has a different class count than the checkpoint's head."""
-    saved = dict(ckpt["config"]["model"]["num_classes"])
+    saved = dict(model_config_of(ckpt).num_classes)
     for head, n in num_classes.items():
         if head in saved and int(saved[head]) != int(n):
             raise ValueError(

@@ -273,7 +273,7 @@ class Trainer:
         first = self.sources[0].name
         return counts[first] / len(self.loaders[first])
 
-    def _checkpoint_state(self, epoch: float) -> dict | None:
+    def _checkpoint_state(self, epoch: float, counts: Mapping[str, int]) -> dict | None:
         """The checkpoint dict on rank 0 (None elsewhere); collective under FSDP."""
         model_sd = D.full_state_dict(self.net)
         if self.cfg.fsdp and self.info.enabled:
@@ -287,10 +287,15 @@ class Trainer:
         return {
             "format": ckpt_io.FORMAT,
             "model": model_sd,
+            "model_config": self.cfg.model.to_dict(),
             "config": self.cfg.to_dict(),
-            "classes": {s.name: list(s.classes) for s in self.sources},
+            "class_names": {s.name: list(s.classes) for s in self.sources},
             "step": self.step,
             "epoch": epoch,
+            # Informational: the schedule is a pure function of (seed, micro-step), so resuming
+            # recomputes it; this records where each source stood.
+            "data_state": {"seed": self.cfg.seed, "micro_step": self.step * self.cfg.grad_accum,
+                           "weights": dict(self.weights), "batches": dict(counts)},
             "optimizer": optim_sd,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.stepper.scaler.state_dict() if self.stepper.scaler.is_enabled() else {},
@@ -299,8 +304,8 @@ class Trainer:
             "metrics": self.last_eval,
         }
 
-    def save(self, epoch: float, *, best: bool = False) -> None:
-        state = self._checkpoint_state(epoch)
+    def save(self, epoch: float, counts: Mapping[str, int], *, best: bool = False) -> None:
+        state = self._checkpoint_state(epoch, counts)
         if state is not None:
             ckpt_io.atomic_save(state, self.out / "last.pt")
             if best:
@@ -458,7 +463,7 @@ class Trainer:
                 ckpt_due = cfg.ckpt_every and self.step % cfg.ckpt_every == 0
                 if ckpt_due or at_end or improved or interrupted:
                     check_finite(self.step)
-                    self.save(epoch, best=improved)
+                    self.save(epoch, counts, best=improved)
                     saved_at = self.step
                 if interrupted:
                     break
@@ -469,7 +474,7 @@ class Trainer:
         if interrupted and saved_at != self.step:
             # The loop broke while fetching data (a worker died with the signal): keep what was done.
             check_finite(self.step)
-            self.save(self._epoch(counts))
+            self.save(self._epoch(counts), counts)
         if info.is_main:
             self.metrics.close()
             if self.step >= self.total_steps or interrupted:
