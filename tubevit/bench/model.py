@@ -44,14 +44,15 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from tubevit.model import create_model
+from tubevit.model import create_model, list_models
 from tubevit.model.flops import count_flops
 from tubevit.model.precision import autocast, cast_for_inference, compute_dtype
 
 __all__ = ["PRESETS", "BenchSpec", "run_benchmark", "format_rows", "machine_info", "matmul_peak_tflops",
            "train_flops"]
 
-# Input and batch per preset: tiny is the quick CPU check, base the paper's model at its 32-frame input.
+# Input and batch per preset: tiny is the quick CPU check, base the paper's model at its 32-frame
+# input; the other sizes take base's.
 PRESETS = {
     "tubevit_tiny": dict(frames=32, size=112, batch=4),
     "tubevit_base": dict(frames=32, size=224, batch=1),
@@ -89,7 +90,7 @@ class BenchSpec:
     overrides: dict = field(default_factory=dict)
 
     def resolved(self) -> "BenchSpec":
-        preset = PRESETS.get(self.model, PRESETS["tubevit_tiny"])
+        preset = PRESETS.get(self.model, PRESETS["tubevit_base"])
         out = copy.copy(self)
         out.frames = self.frames or preset["frames"]
         out.size = self.size or preset["size"]
@@ -459,8 +460,9 @@ def format_rows(rows: list[dict]) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", default="tubevit_tiny", choices=sorted(PRESETS),
-                        help="preset; tiny runs at 32x112x112, base at 32x224x224 (default tubevit_tiny)")
+    parser.add_argument("--model", default="tubevit_tiny", choices=list_models(),
+                        help="preset; tiny runs at 32x112x112 (batch 4), the others at 32x224x224 (batch 1) "
+                             "(default tubevit_tiny)")
     parser.add_argument("--frames", type=int, help="frames per clip (default: the preset's)")
     parser.add_argument("--size", type=int, help="frame height and width (default: the preset's)")
     parser.add_argument("--batch", type=int, help="clips per step (default: the preset's)")
@@ -497,13 +499,11 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":
-    # Internal: `python -m tubevit.bench.model --peak-memory JSON` measures one row in a fresh process.
-    if len(sys.argv) == 3 and sys.argv[1] == "--peak-memory":
-        payload = json.loads(sys.argv[2])
-        lists = ("precisions", "modes", "variants", "compile")
-        s = BenchSpec(**{**payload["spec"], **{k: tuple(payload["spec"][k]) for k in lists}})
-        print(_peak_memory_here(s, *payload["row"]))
-    else:
-        parser = argparse.ArgumentParser(description="TubeViT model benchmark")
-        add_arguments(parser)
-        sys.exit(main(parser.parse_args()))
+    # Internal, for peak_memory_mb: `python -m tubevit.bench.model --peak-memory JSON` measures one
+    # row in a fresh process. The command line is `tubevit bench model` (or benchmarks/bench_model.py).
+    if len(sys.argv) != 3 or sys.argv[1] != "--peak-memory":
+        sys.exit("usage: tubevit bench model ... (this module's own entry point is internal)")
+    payload = json.loads(sys.argv[2])
+    lists = ("precisions", "modes", "variants", "compile")
+    print(_peak_memory_here(BenchSpec(**{**payload["spec"], **{k: tuple(payload["spec"][k]) for k in lists}}),
+                            *payload["row"]))
