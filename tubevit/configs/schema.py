@@ -63,7 +63,7 @@ class DataConfig:
     randaugment_magnitude: float = 10.0
     # Horizontal flips in training; turn off where left/right is part of the label (SSv2).
     hflip: bool = True
-    # Smallest area fraction of the random resized crop.
+    # Smallest area fraction of the random resized crop (clips and images; ImageNet recipes use 0.08).
     min_scale: float = 0.25
     # Above this fraction of unreadable files per epoch the run stops.
     max_fail_fraction: float = 0.1

@@ -16,19 +16,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from tubevit.data.transforms import MixupCutmix
+from tubevit.model.precision import autocast, grad_scaler
 
-__all__ = ["Micro", "TrainStep", "autocast", "soft_cross_entropy"]
+__all__ = ["Micro", "TrainStep", "soft_cross_entropy"]
 
 # (head name, input [B, C, (T,) H, W], labels [B]) of one micro-batch.
 Micro = tuple[str, torch.Tensor, torch.Tensor]
-
-
-def autocast(device: torch.device, precision: str):
-    """bf16 autocast on CPU (AMX/AVX-512 matrix units) or GPU; fp16 on GPU; fp32: nothing."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def soft_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -57,8 +50,7 @@ class TrainStep:
         self.device, self.precision = device, precision
         self.num_classes = dict(num_classes)
         self.clip_grad, self.label_smoothing, self.mix = clip_grad, label_smoothing, mix
-        # fp16 needs loss scaling; bf16 has fp32's exponent range and does not.
-        self.scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+        self.scaler = grad_scaler(device, precision)  # fp16 only; bf16 has fp32's exponent range
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
         self.last_grad_norm: torch.Tensor | None = None  # before clipping; a device tensor
 

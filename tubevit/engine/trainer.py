@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -109,7 +110,7 @@ def build_sources(cfg: TrainConfig) -> list[Source]:
         else:
             common = dict(size=d.size, name=src.name)
             train = ImageDataset.from_annotations(src.train_list, root, classes=classes, train=True, hflip=d.hflip,
-                                                  randaugment=ra, **common)
+                                                  randaugment=ra, scale=(d.min_scale, 1.0), **common)
             names = _class_names(src, train.class_names)
             val = None
             if src.val_list:
@@ -180,6 +181,9 @@ class Trainer:
         self.ckpt_path = ckpt_path
 
         self.info = D.setup(cfg.device)
+        if cfg.fsdp and self.info.device.type == "cpu":
+            raise ValueError("FSDP needs GPUs (torch's FSDP has no CPU backend); on CPU leave fsdp off and "
+                             "torchrun runs DDP over gloo")
         if cfg.precision == "fp16" and self.info.device.type == "cpu":
             raise ValueError("fp16 needs a GPU (loss scaling on CPU fp16 is slow and unsupported here); "
                              "use --precision bf16 on CPU")
@@ -371,7 +375,7 @@ class Trainer:
         batches = iter(JointLoader(self.loaders, self.weights, cfg.seed, start_step=start * accum))
 
         handlers = {}
-        if threading_main():
+        if threading.current_thread() is threading.main_thread():  # signal handlers live there
             for sig in (signal.SIGINT, signal.SIGTERM):
                 handlers[sig] = signal.signal(sig, self._on_signal)
         dev = info.device
@@ -489,12 +493,6 @@ class Trainer:
             self._log(f"stopped by {result['interrupted']} at step {self.step}; checkpoint {self.out / 'last.pt'} "
                       f"(the same command continues the run)")
         return result
-
-
-def threading_main() -> bool:
-    import threading
-
-    return threading.current_thread() is threading.main_thread()
 
 
 def train(cfg: TrainConfig, *, resume: str | Path | None = "auto", sources=None) -> dict:
