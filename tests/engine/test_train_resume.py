@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import torch
 import yaml
@@ -86,3 +87,12 @@ def test_training_learns_the_tensor_task(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if "loss" in line]
     assert rows[-1]["loss"] < rows[0]["loss"]
     assert res["val"]["val_top1"] >= 0.5
+
+
+def test_bf16_autocast_on_cpu_trains_with_fp32_master_weights(tmp_path):
+    t = tiny_trainer(tmp_path, 2, precision="bf16", ckpt_every=0)
+    res = t.fit()
+    assert res["step"] == 2
+    assert all(p.dtype == torch.float32 for p in t.model.parameters())
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert rows and all(math.isfinite(r["loss"]) for r in rows)
