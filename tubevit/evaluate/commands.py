@@ -13,6 +13,7 @@ import torch
 from tubevit.evaluate.evaluator import DEFAULT_MAX_FAIL_FRACTION, PRECISIONS, autocast_context, evaluate
 from tubevit.evaluate.loading import LoadedModel, load_model
 from tubevit.evaluate.multiview import aggregate_views, check_aggregation
+from tubevit.model.precision import cast_for_inference
 
 __all__ = ["clip_settings", "evaluate_checkpoint", "predict_files", "resolve_device"]
 
@@ -109,6 +110,8 @@ def evaluate_checkpoint(
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     dev = resolve_device(device)
     loaded = load_model(checkpoint, device=dev)
+    # bf16/fp16: cast the weights once (autocast alone re-casts every weight on every forward).
+    cast_for_inference(loaded.model, precision)
     head = loaded.head(head, prefer=_default_head(loaded))
     ckpt_names = loaded.classes[head]
     samples, list_names = read_annotations(val_list, data_root, classes)
@@ -198,6 +201,8 @@ def predict_files(
     dev = resolve_device(device)
     t_load = time.perf_counter()
     loaded = load_model(checkpoint, device=dev)
+    # bf16/fp16: cast the weights once (autocast alone re-casts every weight on every forward).
+    cast_for_inference(loaded.model, precision)
     head = loaded.head(head, prefer=_default_head(loaded))
     names = loaded.classes[head]
     geo = clip_settings(loaded, frames=frames, size=size, stride=stride, fps=fps, decoder=decoder)

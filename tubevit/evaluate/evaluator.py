@@ -38,7 +38,6 @@ the same result.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -48,6 +47,7 @@ import torch.distributed as dist
 
 from tubevit.evaluate.metrics import confusion_matrix, mean_class_accuracy, per_class_accuracy, topk_accuracy
 from tubevit.evaluate.multiview import VideoScores, ViewAccumulator, check_aggregation
+from tubevit.model.precision import autocast
 
 __all__ = ["PRECISIONS", "TooManyFailures", "ViewRun", "evaluate", "forward_views", "autocast_context"]
 
@@ -73,12 +73,10 @@ class ViewRun:
 
 
 def autocast_context(device: torch.device, precision: str):
+    """Autocast for the precision (the one shared helper, ``tubevit.model.precision.autocast``)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return autocast(device, precision)
 
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:

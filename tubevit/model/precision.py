@@ -41,9 +41,7 @@ def compute_dtype(precision: str) -> torch.dtype:
 
 def autocast(device: torch.device | str, precision: str):
     """Autocast to the precision's dtype on ``device`` (cpu or cuda); fp32: a no-op context.
-
-    Same signature as ``tubevit.engine.step.autocast``, so either can call the other.
-    """
+    The one autocast helper: the train step, the evaluator and the benchmark all use it."""
     dtype = compute_dtype(precision)
     if dtype == torch.float32:
         return contextlib.nullcontext()
