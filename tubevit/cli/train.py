@@ -43,6 +43,7 @@ SHORTCUTS = {
     "compile": "compile",
     "init_from": "init_from",
     "inflate": "init_inflate",
+    "scale_from": "scale_from",
     "freeze_until": "model.freeze_until",
 }
 
@@ -62,6 +63,9 @@ def add_arguments(p) -> None:
     g.add_argument("--freeze-until", type=int, metavar="S", help="freeze the tubes and blocks before S, train blocks "
                    "S.. and the heads, with the gated shortcut at block S (§3.6, Eq. 8)")
     g.add_argument("--no-gate", action="store_true", help="with --freeze-until: no gated shortcut (Table 6 ablation)")
+    g.add_argument("--scale-from", metavar="SMALL_CKPT", help="image-to-video scaling (§3.6): video tubes from this "
+                   "trained smaller TubeViT (widened by space-to-depth), blocks from the --init-from image ViT of the "
+                   "--model size; use with --freeze-until S (docs/PRETRAINED.md)")
     g = p.add_argument_group("data")
     g.add_argument("--frames", type=int, help="frames per clip")
     g.add_argument("--size", type=int, help="crop size in pixels")

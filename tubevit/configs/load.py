@@ -158,6 +158,14 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.ckpt_every >= 0 and cfg.eval.every >= 0, "ckpt_every and eval.every must be >= 0")
     need(cfg.data.frames >= 1 and cfg.data.size >= 1, "data.frames and data.size must be >= 1")
     need(cfg.data.workers >= 0, "data.workers must be >= 0 (--workers)")
+    if cfg.scale_from:
+        need(bool(cfg.init_from),
+             f"scale_from {cfg.scale_from!r} needs the large image ViT whose blocks the scaled model takes: "
+             f"pass --init-from LARGE_IMAGE_VIT (timm / Hugging Face / Google .npz, of the --model size)")
+        need(cfg.model.gate_layer in (None, cfg.model.freeze_until),
+             f"with scale_from the gated shortcut sits at the first trained block (model.freeze_until "
+             f"{cfg.model.freeze_until}), not at model.gate_layer {cfg.model.gate_layer}; use --freeze-until S "
+             f"(with --no-gate for none)")
     names = [s.name for s in (cfg.data.video, cfg.data.image)]
     need(all(names) and names[0] != names[1],
          f"data.video.name and data.image.name must be distinct non-empty head names, got {names}")

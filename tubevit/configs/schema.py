@@ -138,6 +138,12 @@ class TrainConfig:
     init_from: str = ""
     # How an image ViT's 2D kernel fills the video tubes' frames: central | average.
     init_inflate: str = "central"
+    # Image-to-video scaling (§3.6): a trained smaller TubeViT (a tubevit checkpoint or `tubevit
+    # convert` output, weights with their config) whose video tubes, widened by space-to-depth, feed
+    # the `preset`-sized model built from the image ViT in init_from (tubevit.convert.scaling). The
+    # run's model.tubes and tokenizer then become the scaled model's. Read only when a run starts,
+    # not on resume (the checkpoint holds the weights).
+    scale_from: str = ""
     # Log (and sync losses to the host) every N steps.
     log_every: int = 10
     # Write out/last.pt every N steps (and at the end); 0 = only at the end.

@@ -98,7 +98,9 @@ def _small_tubes(small: TubeViT) -> list[tuple[TubeSpec, torch.Tensor, torch.Ten
     return out
 
 
-def _load_small(small) -> TubeViT:
+def load_small(small) -> TubeViT:
+    """A TubeViT as is, or rebuilt from a checkpoint file that carries its config (a tubevit training
+    checkpoint or a `tubevit convert` output), loaded strictly."""
     if isinstance(small, TubeViT):
         return small
     sd, meta = read_file(small)
@@ -147,7 +149,7 @@ def scale_up(
     with and without). ``large_model`` names the large preset (found from width and depth when
     omitted); ``overrides`` are further ModelConfig fields (e.g. ``num_classes``).
     """
-    small = _load_small(small)
+    small = load_small(small)
     small_tubes = _small_tubes(small)
     img_small = image_tube_index([s for s, _, _ in small_tubes])
 

@@ -40,6 +40,7 @@ from tubevit.engine import distributed as D
 from tubevit.engine.logs import MetricsLog, plot_metrics
 from tubevit.engine.optim import build_optimizer, build_scheduler
 from tubevit.engine.step import TrainStep
+from tubevit.model.config import ModelConfig
 from tubevit.model.tubes import check_fits, get_tube_set
 from tubevit.model.tubevit import TubeViT
 
@@ -123,17 +124,58 @@ def build_sources(cfg: TrainConfig) -> list[Source]:
     return sources
 
 
-def build_model(cfg: TrainConfig) -> TubeViT:
+def build_model(cfg: TrainConfig, *, weights: bool = True) -> TubeViT:
     """The model of a run, from ``cfg.model`` (heads already set from the data).
 
     One function so that initialisation from pretrained weights and layer freezing hook in here;
-    the optimizer takes only parameters with ``requires_grad``.
+    the optimizer takes only parameters with ``requires_grad``. With ``cfg.scale_from`` the model
+    is the scaled one of §3.6 (:func:`_scaled_model`) and ``cfg.model`` becomes its config (its
+    tubes carry new space-to-depth factors), so that config.yaml and checkpoints rebuild it.
+    ``weights=False`` builds the architecture only and reads neither file (resume: the checkpoint
+    holds the weights).
     """
+    if cfg.scale_from and weights:
+        model = _scaled_model(cfg)
+        cfg.model = ModelConfig.from_dict(model.cfg.to_dict())
+        return model
     model = TubeViT(cfg.model)  # model.freeze_until / gate_layer (§3.6) act inside the model
-    if cfg.init_from:
+    if cfg.init_from and weights:
         from tubevit.convert.image_vit import load_pretrained
 
         load_pretrained(model, cfg.init_from, inflate=cfg.init_inflate)
+    return model
+
+
+# Set by scale_up from the small model (tubes, tokenizer) or from freeze_until (the gate).
+_SCALE_OWN = ("tubes", "tokenizer", "freeze_until", "gate_layer", "gate_per_channel", "grad_checkpointing")
+
+
+def _scaled_model(cfg: TrainConfig) -> TubeViT:
+    """``scale_up(scale_from, init_from)`` at the size of ``cfg.preset`` with ``cfg.model``'s other
+    fields (width, depth, heads, dropout, class counts, ...); errors name the flags."""
+    from tubevit.convert.formats import ConversionError
+    from tubevit.convert.scaling import load_small, scale_up
+
+    m = cfg.model
+    where = f"--scale-from {cfg.scale_from} --init-from {cfg.init_from} --model {cfg.preset}"
+    try:
+        small = load_small(cfg.scale_from)
+    except ConversionError as err:
+        raise ValueError(f"{where}: {err}") from None
+    if small.cfg.width >= m.width:
+        raise ValueError(f"{where}: the small model's width {small.cfg.width} is not below the model's width "
+                         f"{m.width}; image-to-video scaling widens a smaller TubeViT (e.g. B -> --model "
+                         f"tubevit_large or tubevit_huge)")
+    if not 0 <= m.freeze_until < m.depth:
+        raise ValueError(f"{where}: --freeze-until {m.freeze_until} must be a block index below the depth {m.depth}")
+    overrides = {k: v for k, v in m.to_dict().items() if k not in _SCALE_OWN}
+    try:
+        model = scale_up(small, cfg.init_from, freeze_until=m.freeze_until, gate=m.gate_layer is not None,
+                         per_channel_gate=m.gate_per_channel, large_model=cfg.preset, **overrides)
+    except ConversionError as err:
+        raise ValueError(f"{where}: {err}") from None
+    model.set_grad_checkpointing(m.grad_checkpointing)
+    model.cfg.grad_checkpointing = m.grad_checkpointing
     return model
 
 
@@ -167,7 +209,8 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.sources = list(sources) if sources is not None else build_sources(cfg)
-        _check_inputs(cfg, self.sources)
+        if not cfg.scale_from:  # a scaled model's tubes are known once it is built
+            _check_inputs(cfg, self.sources)
         cfg.model.num_classes = {s.name: len(s.classes) for s in self.sources}
 
         ckpt_path = None
@@ -188,7 +231,14 @@ class Trainer:
             raise ValueError("fp16 needs a GPU (loss scaling on CPU fp16 is slow and unsupported here); "
                              "use --precision bf16 on CPU")
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        model = build_model(cfg)
+        if self.ckpt is not None and cfg.scale_from:
+            # The scaled tubes were derived from the small model, which resuming does not read.
+            saved = ckpt_io.model_config_of(self.ckpt)
+            cfg.model = cfg.model.replace(tubes=saved.tubes, tokenizer=saved.tokenizer)
+        # Resuming: the checkpoint holds the weights, so --init-from / --scale-from are not read.
+        model = build_model(cfg, weights=self.ckpt is None)
+        if cfg.scale_from:
+            _check_inputs(cfg, self.sources)
         if self.ckpt is not None:
             try:
                 model.load_state_dict(self.ckpt["model"], strict=True)
