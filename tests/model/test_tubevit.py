@@ -108,3 +108,19 @@ def test_config_errors():
         ModelConfig.from_dict({"width": 192, "colour": 1})
     cfg = ModelConfig(width=96, depth=1, num_heads=2, mlp_dim=192, num_classes={"a": 2})
     assert TubeViT(ModelConfig.from_dict(cfg.to_dict())).cfg == cfg
+
+
+def test_frozen_prefix_runs_in_eval_mode_and_gets_no_gradient():
+    torch.manual_seed(0)
+    model = tubevit.create_model("tubevit_tiny", num_classes=4, depth=3, drop_path=0.5, dropout=0.2, freeze_until=2).train()
+    assert [b.training for b in model.blocks] == [False, False, True]
+    assert not any(p.requires_grad for p in model.tokenizer.parameters())
+    x = torch.randn(2, 3, 32, 64, 64)
+    # The frozen prefix is deterministic in train mode: its output is the same on every call.
+    prefix = lambda: model.blocks[1](model.blocks[0](model.embed(x)))  # noqa: E731
+    assert torch.equal(prefix(), prefix())
+    model(x).sum().backward()
+    assert all(p.grad is None for p in model.blocks[:2].parameters())
+    assert all(p.grad is not None for p in model.blocks[2].parameters())
+    model.freeze_until(0)
+    assert all(b.training for b in model.blocks)

@@ -117,6 +117,15 @@ class TubeViT(nn.Module):
         self.tokenizer.requires_grad_(s == 0)
         for i, blk in enumerate(self.blocks):
             blk.requires_grad_(i >= s)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> "TubeViT":
+        """As ``nn.Module.train``, but a frozen prefix (``freeze_until``) always runs in eval mode:
+        frozen layers are fixed feature extractors, so dropout and drop-path there only add noise."""
+        super().train(mode)
+        for blk in self.blocks[: self.cfg.freeze_until]:
+            blk.eval()
+        return self
 
     def no_weight_decay(self) -> set[str]:
         """Parameter names the optimizer should not decay (besides biases and norms)."""
