@@ -18,18 +18,14 @@ def _tiny_model(num_classes=NUM_CLASSES, seed=0, heads=None):
 
 
 def _save_checkpoint(path, model, classes, *, frames=FRAMES, size=SIZE):
-    """The checkpoint contract: {"model": state_dict, "config": TrainConfig dict, "classes": {head: names}}."""
-    try:
-        from tubevit.configs import default_config
+    """The checkpoint contract of tubevit.engine.checkpoint: model, model_config, config, class_names."""
+    from tubevit.configs import default_config
 
-        cfg = default_config("tubevit_tiny")
-        cfg.model = model.cfg
-        cfg.data.frames, cfg.data.size, cfg.data.stride = frames, size, 1.0
-        config = cfg.to_dict()
-    except ImportError:  # configs not there: the same keys by hand
-        config = {"preset": "tubevit_tiny", "model": model.cfg.to_dict(),
-                  "data": {"frames": frames, "size": size, "stride": 1.0, "fps": 0.0, "decoder": "auto"}}
-    torch.save({"model": model.state_dict(), "config": config, "classes": classes, "step": 7}, path)
+    cfg = default_config("tubevit_tiny")
+    cfg.model = model.cfg
+    cfg.data.frames, cfg.data.size, cfg.data.stride = frames, size, 1.0
+    torch.save({"model": model.state_dict(), "model_config": model.cfg.to_dict(), "config": cfg.to_dict(),
+                "class_names": classes, "step": 7}, path)
     return path
 
 

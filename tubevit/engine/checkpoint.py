@@ -64,7 +64,12 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found; pass the last.pt or best.pt of a training run")
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means a damaged or foreign file
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ValueError(f"cannot read checkpoint {path} (not a tubevit checkpoint, or damaged): "
+                         f"{type(err).__name__}: {first}") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise ValueError(f"{path} is not a tubevit checkpoint (expected keys 'model' and 'config')")
     return ckpt
