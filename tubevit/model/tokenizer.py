@@ -150,6 +150,10 @@ class TubeTokenizer(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         is_image, _ = self.check_input(x)
+        return self.tokenize(x, is_image)
+
+    def tokenize(self, x: torch.Tensor, is_image: bool) -> torch.Tensor:
+        """Tokens of an input already validated by :meth:`check_input`."""
         if is_image:
             x = x.unsqueeze(2)  # an image is a one-frame clip [B, C, 1, H, W]
         which = self.tubes_for(is_image)

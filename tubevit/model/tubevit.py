@@ -63,15 +63,19 @@ class TubeViT(nn.Module):
     def position_embedding(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         """``[N, d]`` table for the input ``x``'s shape, cached per (shape, device, dtype)."""
         is_image, thw = self.tokenizer.check_input(x)
-        key = ("image" if is_image else "video", thw)
-        layout = self.token_layout(thw[1:] if is_image else thw)
-        return self.pos_cache.get(key, layout.centres, x.device, dtype)
+        return self._position_table(is_image, thw, x.device, dtype)
+
+    def _position_table(self, is_image: bool, thw, device, dtype) -> torch.Tensor:
+        # The layout (and its centres) is only built on a cache miss.
+        centres = lambda: self.token_layout(thw[1:] if is_image else thw).centres()  # noqa: E731
+        return self.pos_cache.get(("image" if is_image else "video", thw), centres, device, dtype)
 
     # ------------------------------------------------------------------ forward
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """Tube tokens plus position embedding: ``[B, N, d]`` (the paper's z0 plus positions)."""
-        tokens = self.tokenizer(x)
-        return tokens + self.position_embedding(x, tokens.dtype)
+        is_image, thw = self.tokenizer.check_input(x)  # validated once per forward
+        tokens = self.tokenizer.tokenize(x, is_image)
+        return tokens + self._position_table(is_image, thw, x.device, tokens.dtype)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """Normalised encoder tokens ``[B, N, d]``."""
