@@ -68,46 +68,42 @@ def plot_metrics(out: str | Path) -> list[Path]:
     """Draw ``loss.png`` (training loss per source, keys ``loss/<source>``) and ``accuracy.png``
     (validation top-1/top-5 per source, keys ``val/<source>/top1``) from ``out/metrics.jsonl``;
     returns the files written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out = Path(out)
     rows = read_metrics(out / "metrics.jsonl")
     written = []
     train = [r for r in rows if "loss" in r]
     if train:
-        fig, ax = plt.subplots(figsize=(6, 4))
         keys = sorted({k for r in train for k in r if k.startswith("loss/")}) or ["loss"]
-        for k in keys:
-            pts = [(r["step"], r[k]) for r in train if r.get(k) is not None and math.isfinite(r[k])]
-            if pts:
-                ax.plot(*zip(*pts), label=k.removeprefix("loss/"))
-        ax.set_xlabel("step")
-        ax.set_ylabel("training loss")
-        ax.legend()
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        written.append(out / "loss.png")
-        fig.savefig(written[-1], dpi=100)
-        plt.close(fig)
+        written.append(_plot_series(out / "loss.png", train, keys, "training loss",
+                                    label=lambda k: k.removeprefix("loss/")))
     evals = [r for r in rows if "val_top1" in r]
     if evals:
-        fig, ax = plt.subplots(figsize=(6, 4))
         keys = sorted({k for r in evals for k in r if k.startswith("val/") and k.rsplit("/", 1)[-1] in ("top1", "top5")})
-        keys = keys or ["val_top1", "val_top5"]
-        for k in keys:
-            pts = [(r["step"], r[k]) for r in evals if r.get(k) is not None and math.isfinite(r[k])]
-            if pts:
-                ax.plot(*zip(*pts), marker="o", label=k.removeprefix("val/").replace("val_", ""))
-        ax.set_xlabel("step")
-        ax.set_ylabel("validation accuracy")
-        ax.set_ylim(0, 1)
-        ax.legend()
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        written.append(out / "accuracy.png")
-        fig.savefig(written[-1], dpi=100)
-        plt.close(fig)
+        written.append(_plot_series(out / "accuracy.png", evals, keys or ["val_top1", "val_top5"],
+                                    "validation accuracy", label=lambda k: k.removeprefix("val/").replace("val_", ""),
+                                    marker="o", ylim=(0, 1)))
     return written
+
+
+def _plot_series(path: Path, rows: list[dict], keys: list[str], ylabel: str, *, label, marker=None, ylim=None) -> Path:
+    """One line per key over ``step`` (non-finite points left out), saved to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for k in keys:
+        pts = [(r["step"], r[k]) for r in rows if r.get(k) is not None and math.isfinite(r[k])]
+        if pts:
+            ax.plot(*zip(*pts), marker=marker, label=label(k))
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    if ylim:
+        ax.set_ylim(*ylim)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

@@ -98,25 +98,20 @@ def build_sources(cfg: TrainConfig) -> list[Source]:
                 f"({'--data-root' if kind == 'video' else '--image-root'})"
             )
         classes = src.classes or None
+        # Videos and images differ only in the dataset class and the clip-specific settings.
         if kind == "video":
+            dataset_cls, eval_views = VideoDataset, dict(clips=cfg.eval.clips, crops=cfg.eval.crops)
             common = dict(frames=d.frames, stride=d.stride, fps=d.fps or None, size=d.size, decoder=d.decoder,
                           name=src.name)
-            train = VideoDataset.from_annotations(src.train_list, root, classes=classes, train=True, hflip=d.hflip,
-                                                  randaugment=ra, scale=(d.min_scale, 1.0), **common)
-            names = _class_names(src, train.class_names)
-            val = None
-            if src.val_list:
-                val = VideoDataset.from_annotations(src.val_list, root, classes=names, train=False,
-                                                    clips=cfg.eval.clips, crops=cfg.eval.crops, **common)
         else:
+            dataset_cls, eval_views = ImageDataset, dict(crops=cfg.eval.crops)
             common = dict(size=d.size, name=src.name)
-            train = ImageDataset.from_annotations(src.train_list, root, classes=classes, train=True, hflip=d.hflip,
-                                                  randaugment=ra, scale=(d.min_scale, 1.0), **common)
-            names = _class_names(src, train.class_names)
-            val = None
-            if src.val_list:
-                val = ImageDataset.from_annotations(src.val_list, root, classes=names, train=False,
-                                                    crops=cfg.eval.crops, **common)
+        train = dataset_cls.from_annotations(src.train_list, root, classes=classes, train=True, hflip=d.hflip,
+                                             randaugment=ra, scale=(d.min_scale, 1.0), **common)
+        names = _class_names(src, train.class_names)
+        val = None
+        if src.val_list:
+            val = dataset_cls.from_annotations(src.val_list, root, classes=names, train=False, **eval_views, **common)
         sources.append(Source(src, kind, train, val, names))
     if not sources:
         raise ValueError("no training data: pass --train-list (videos) and/or --image-train-list (images), "
