@@ -1,6 +1,7 @@
 # One-command set-up: `make demo` and `make test` each create .venv and install what they need.
 # torch is pinned to the CPU wheel by default; override for a CUDA build, for example
-#   make test TORCH_SPEC="torch==2.13.0" PIP_EXTRA="--index-url https://download.pytorch.org/whl/cu128"
+#   make test PIP_EXTRA="--index-url <CUDA wheel index URL>"      (or TORCH_SPEC="torch==X.Y.Z" for another version)
+# On these machines `torch==2.13.0` resolves to the CPU wheel kept on disk (pip find-links).
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0

@@ -43,8 +43,9 @@ def _tube_rows(layout: TubeLayout) -> list[dict]:
 
 
 def inspect_model(model: str = "tubevit_base", *, frames: int = 32, size=224, tubes=None, tokenizer=None,
-                  num_classes: int = 400, dense: bool = True) -> dict:
-    """Tokens, parameters and GFLOPs of a preset on a ``frames x size`` clip (frames=0: an image)."""
+                  num_classes: int = 400, dense: bool = True, plot: str | None = None) -> dict:
+    """Tokens, parameters and GFLOPs of a preset on a ``frames x size`` clip (frames=0: an image);
+    with ``plot``, also draw the tubes' kernels to that PNG."""
     h, w = parse_size(size)
     net = create_model(model, num_classes=num_classes, tubes=tubes, tokenizer=tokenizer, device="meta")
     shape = (h, w) if frames == 0 else (frames, h, w)
@@ -60,6 +61,9 @@ def inspect_model(model: str = "tubevit_base", *, frames: int = 32, size=224, tu
         "params_pool": params["pool"], "params_heads": params["heads"],
         "gflops": flops / 1e9, "flops_convention": FLOPS_CONVENTION,
     }
+    if plot:
+        plot_tubes(layout, plot, title=f"{model} ({report['tokenizer']}): {layout.total} tokens on "
+                                       f"{'x'.join(map(str, layout.input_thw))}")
     if dense and frames >= 2:
         # The comparison point: a ViViT-style dense 2x16x16 tubelet ViT with the same blocks.
         dnet = create_model(model, num_classes=num_classes, tubes="dense", tokenizer="multi", device="meta")

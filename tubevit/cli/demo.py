@@ -2,8 +2,9 @@
 
 1. Writes the built-in data (tubevit.data.synthetic): 10 video classes in time-reversed pairs
    (only the order of frames tells a pair apart) and 5 image classes of the same shapes.
-2. Trains ``tubevit_tiny`` jointly on images and videos (one head each, §3.5), with the paper's
-   four tubes on 32-frame 64x64 clips (44 tokens per clip, 16 per image).
+2. Trains ``tubevit_tiny`` jointly on images and videos (one head each, §3.5), with a 2D
+   1x16x16 tube plus a dense 4x16x16 motion tube on 16-frame 64x64 clips (80 tokens per clip, 16
+   per image; the paper's tubes are laid out for 224 px, see docs/TRAINING.md).
 3. Evaluates the best checkpoint with multi-view testing and prints the video top-1.
 4. Leaves loss.png, accuracy.png, the confusion matrix and metrics.jsonl in the work directory.
 

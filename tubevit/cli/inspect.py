@@ -7,7 +7,7 @@ import json
 from tubevit.model.presets import list_models
 from tubevit.model.tokenizer import TOKENIZERS
 from tubevit.model.tubes import TUBE_SETS
-from tubevit.report import format_report, inspect_model, parse_size, plot_tubes
+from tubevit.report import format_report, inspect_model
 
 NAME = "inspect"
 HELP = "per-tube grids and tokens, parameters and GFLOPs of a model on a T x H x W input (vs a dense video ViT)"
@@ -26,16 +26,7 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     report = inspect_model(args.model, frames=args.frames, size=args.size, tubes=args.tubes,
-                           tokenizer=args.tokenizer, num_classes=args.num_classes)
-    if args.plot:
-        from tubevit.model.tubevit import create_model
-
-        net = create_model(args.model, num_classes=args.num_classes, tubes=args.tubes, tokenizer=args.tokenizer,
-                           device="meta")
-        h, w = parse_size(args.size)
-        plot_tubes(net.token_layout((h, w) if args.frames == 0 else (args.frames, h, w)), args.plot,
-                   title=f"{args.model} ({report['tokenizer']}): {report['tokens']} tokens on "
-                         f"{'x'.join(map(str, report['input']))}")
+                           tokenizer=args.tokenizer, num_classes=args.num_classes, plot=args.plot)
     if args.json:
         print(json.dumps(report))
     else:
