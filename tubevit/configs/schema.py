@@ -58,6 +58,10 @@ class DataConfig:
     workers: int = 4
     # Video decoder: auto | pyav | torchcodec | decord.
     decoder: str = "auto"
+    # Where training RandAugment and normalisation of clips run: worker (loader processes, float
+    # clips) | device (workers crop and scale uint8; the step's device finishes the batch, so a
+    # GPU run is not bound by CPU augmentation). Same clips for a seed either way.
+    augment_on: str = "worker"
     # RandAugment layers and magnitude (§5: 2, 10); 0 layers disables it.
     randaugment_layers: int = 2
     randaugment_magnitude: float = 10.0

@@ -41,18 +41,26 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from tubevit.data.decode import DEFAULT_FOLDER_FPS, VideoDecodeError, decode_frames, probe, read_image
+from tubevit.data.decode import (
+    DEFAULT_FOLDER_FPS,
+    VideoDecodeError,
+    decode_frames,
+    default_decode_threads,
+    probe,
+    read_image,
+)
 from tubevit.data.sampling import eval_clip_indices, resolve_stride, train_clip_indices
 from tubevit.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     RandAugment,
+    crop_resize,
     hflip as _hflip,
-    normalize,
-    random_resized_crop,
-    short_side_resize,
+    normalize_uint8,
+    random_resized_crop_params,
+    short_side_size,
     spatial_crops,
-    to_float,
+    to_planes,
 )
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageDataset", "VideoDataset", "read_annotations", "read_classes"]
@@ -63,7 +71,15 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
 Sample = tuple[str, int]
 
+AUGMENT_ON = ("worker", "device")  # where training RandAugment + normalisation run (data.augment_on)
+
 _warned: set[str] = set()  # per process: one warning per unreadable file
+
+
+def _check_augment_on(augment_on: str, train: bool) -> str:
+    if augment_on not in AUGMENT_ON:
+        raise ValueError(f"augment_on must be one of {AUGMENT_ON}, got {augment_on!r}")
+    return augment_on if train else "worker"  # evaluation has no random augmentation to move
 
 
 def _warn_once(path, err) -> None:
@@ -298,11 +314,14 @@ class _Base(Dataset):
         rel, label = self.samples[index]
         path = Path(rel) if Path(rel).is_absolute() else self.root / rel
         try:
-            data, view = self._load(path, generator)
+            data, view, *pending = self._load(path, generator)
         except VideoDecodeError as err:
             _warn_once(path, err)
             return None
-        return {self._key: data, "label": label, "index": index, "view": view, "source": self.name}
+        item = {self._key: data, "label": label, "index": index, "view": view, "source": self.name}
+        if pending:  # augment_on="device": uint8 data plus the drawn RandAugment ops [V, L, 2]
+            item["augment"] = pending[0]
+        return item
 
     @classmethod
     def from_annotations(cls, annotations, root, *, classes=None, **kwargs):
@@ -320,7 +339,10 @@ class VideoDataset(_Base):
     Training: a random temporal crop (``frames`` at ``stride``, or at ``fps`` from the container's
     rate), a random resized crop shared by all frames, a horizontal flip with probability 0.5 if
     ``hflip`` (off for SSv2, where left/right is in the label), RandAugment (paper §5: 2 layers,
-    magnitude 10), normalisation. Evaluation: the short side resized to ``size``, ``clips``
+    magnitude 10), normalisation; all on the uint8 frames until normalisation (see
+    :mod:`tubevit.data.transforms`). ``augment_on="device"`` stops after crop, scale and flip and
+    returns the uint8 clip with the drawn RandAugment ops (item key ``augment``) for the trainer to
+    finish on its device. Evaluation: the short side resized to ``size``, ``clips``
     uniformly spaced clips, ``crops`` (1 centre or 3 along the long side) cut from each clip. All
     frames of all clips come from one sparse decode pass; views are never decoded twice.
 
@@ -347,6 +369,8 @@ class VideoDataset(_Base):
         scale: tuple[float, float] = (0.25, 1.0),
         short: str = "loop",
         decoder: str = "auto",
+        decode_threads: int | None = None,
+        augment_on: str = "worker",
         folder_fps: float = DEFAULT_FOLDER_FPS,
         mean: Sequence[float] = IMAGENET_MEAN,
         std: Sequence[float] = IMAGENET_STD,
@@ -360,6 +384,14 @@ class VideoDataset(_Base):
         self.clips, self.crops, self.hflip, self.randaugment = clips, crops, hflip, randaugment
         self.scale, self.short, self.decoder, self.folder_fps = scale, short, decoder, folder_fps
         self.mean, self.std = tuple(mean), tuple(std)
+        self.augment_on = _check_augment_on(augment_on, train)
+        self._decode_threads = decode_threads
+
+    @property
+    def decode_threads(self) -> int:
+        """FFmpeg threads per decode: as given, else :func:`tubevit.data.decode.default_decode_threads`
+        (1 inside a loader worker, where the workers are the parallelism)."""
+        return self._decode_threads if self._decode_threads is not None else default_decode_threads()
 
     @property
     def views(self) -> int:
@@ -387,24 +419,42 @@ class VideoDataset(_Base):
         wanted, inverse = np.unique(idx, return_inverse=True)
         frames = decode_frames(
             path, wanted, backend=self.decoder, short_side=self.decode_short_side(),
-            folder_fps=self.folder_fps,
-        )
-        clip_all = to_float(frames)  # [C, U, H, W] over the unique frames
+            folder_fps=self.folder_fps, threads=self.decode_threads,
+        )  # uint8 [U, H, W, 3]
+        inverse = inverse.reshape(idx.shape)
+        if self.train:
+            return self._train_view(frames, inverse[0], generator)
+        # Evaluation: the short side scaled once for all clips (uint8), then the views cut from it.
+        clip_all = to_planes(frames)  # [C, U, H, W] view
+        clip_all = crop_resize(clip_all, None, short_side_size(*clip_all.shape[-2:], self.size))
         views = []
         for c in range(idx.shape[0]):
-            clip = clip_all[:, inverse.reshape(idx.shape)[c]]  # [C, T, H, W]
-            if self.train:
-                clip = random_resized_crop(clip, self.size, self.scale, generator=generator)
-                if self.hflip and float(torch.rand((), generator=generator)) < 0.5:
-                    clip = _hflip(clip)
-                if self.randaugment is not None:
-                    clip = self.randaugment(clip, generator)
-                views.append(normalize(clip, self.mean, self.std))
-            else:
-                clip = short_side_resize(clip, self.size)
-                views.extend(normalize(v, self.mean, self.std) for v in spatial_crops(clip, self.size, self.crops))
+            clip = clip_all[:, inverse[c]]  # [C, T, H, W]
+            views.extend(normalize_uint8(v, self.mean, self.std) for v in spatial_crops(clip, self.size, self.crops))
         video = torch.stack(views)  # [V, C, T, H, W]; view v = clip * crops + crop
         return video, torch.arange(len(views), dtype=torch.long)
+
+    def _train_view(self, frames: np.ndarray, order: np.ndarray, generator):
+        """One training view from the decoded frames, cheapest first: the random window is cut
+        from the uint8 frames and only it is gathered into clip order and scaled (once, straight
+        to ``size``); flip and RandAugment run on the uint8 clip; normalisation converts to float
+        last. Random draws come in the order of the float reference path (crop, flip, ops), so a
+        seed gives the same crop box, flip and ops (tests/data/test_transforms.py)."""
+        top, left, h, w = random_resized_crop_params(*frames.shape[1:3], self.scale, generator=generator)
+        window = frames[:, top : top + h, left : left + w][order]  # [T, h, w, 3], only the crop is copied
+        clip = crop_resize(to_planes(window), None, (self.size, self.size))  # uint8 [C, T, S, S]
+        if self.hflip and float(torch.rand((), generator=generator)) < 0.5:
+            clip = _hflip(clip)
+        if self.randaugment is not None:
+            drawn = self.randaugment.draw(generator)
+            if self.augment_on == "device":
+                # crop and scale only: 4x less to ship than float; the trainer finishes the batch
+                # on its device (tubevit.data.device_augment) with these very ops.
+                return clip.unsqueeze(0).contiguous(), torch.zeros(1, dtype=torch.long), drawn[None]
+            clip = self.randaugment.apply_drawn(clip, drawn)
+        if self.augment_on == "device":
+            return clip.unsqueeze(0).contiguous(), torch.zeros(1, dtype=torch.long), torch.zeros(1, 0, 2, dtype=torch.long)
+        return normalize_uint8(clip, self.mean, self.std)[None], torch.zeros(1, dtype=torch.long)
 
 
 class ImageDataset(_Base):
@@ -443,15 +493,17 @@ class ImageDataset(_Base):
 
     def _load(self, path: Path, generator):
         short = self.size if not self.train else int(math.ceil(self.size / math.sqrt(self.scale[0])))
-        image = to_float(read_image(path, short_side=short))  # [C, H, W]
+        image = to_planes(read_image(path, short_side=short))  # uint8 [C, H, W]
         if self.train:
-            image = random_resized_crop(image, self.size, self.scale, generator=generator)
+            box = random_resized_crop_params(*image.shape[-2:], self.scale, generator=generator)
+            image = crop_resize(image, box, (self.size, self.size))
             if self.hflip and float(torch.rand((), generator=generator)) < 0.5:
                 image = _hflip(image)
             if self.randaugment is not None:
                 image = self.randaugment(image, generator)
             views = [image]
         else:
-            views = spatial_crops(short_side_resize(image, self.size), self.size, self.crops)
-        out = torch.stack([normalize(v, self.mean, self.std) for v in views])  # [V, C, H, W]
+            image = crop_resize(image, None, short_side_size(*image.shape[-2:], self.size))
+            views = spatial_crops(image, self.size, self.crops)
+        out = torch.stack([normalize_uint8(v, self.mean, self.std) for v in views])  # [V, C, H, W]
         return out, torch.arange(len(views), dtype=torch.long)

@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 
 __all__ = [
     "BACKENDS",
@@ -38,6 +40,7 @@ __all__ = [
     "VideoInfo",
     "decode_all_frames",
     "decode_frames",
+    "default_decode_threads",
     "probe",
     "read_image",
 ]
@@ -81,6 +84,25 @@ class VideoInfo:
     duration: float  # seconds
 
 
+def default_decode_threads() -> int:
+    """FFmpeg threads for one decode: 1 inside a DataLoader worker (the workers are the
+    parallelism, and FFmpeg's own choice is up to 16 threads per worker on a large host, which
+    oversubscribes the cores), else up to 4 of the cores this process may use (a short sparse
+    decode gains little from more frame threads)."""
+    from torch.utils.data import get_worker_info  # torch is imported by every user of this
+
+    if get_worker_info() is not None:
+        return 1
+    return max(1, min(4, _usable_cores()))
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 # ---------------------------------------------------------------------------------------------
 # Public entry points
 
@@ -109,7 +131,7 @@ def decode_frames(
     *,
     backend: str = "auto",
     short_side: int | None = None,
-    threads: int = 0,
+    threads: int | None = None,
     folder_fps: float = DEFAULT_FOLDER_FPS,
 ) -> np.ndarray:
     """Decode the frames at ``indices`` (any order, repeats allowed) as ``uint8 [T, H, W, 3]``.
@@ -117,13 +139,15 @@ def decode_frames(
     ``short_side``: if given and the source's shorter side is larger, frames are scaled during
     decoding (FFmpeg's swscale, which also does the RGB conversion) so that the shorter side is
     ``short_side``; smaller sources are never upscaled here. ``threads``: FFmpeg decoding threads
-    (0 lets FFmpeg choose).
+    (None: :func:`default_decode_threads`; 0 lets FFmpeg choose).
     """
     if backend not in BACKENDS:
         raise ValueError(f"unknown decoder backend {backend!r}; choose one of {BACKENDS}")
     indices = np.asarray(indices, dtype=np.int64).reshape(-1)
     if indices.size and indices.min() < 0:
         raise ValueError(f"negative frame index in {indices.tolist()}")
+    if threads is None:
+        threads = default_decode_threads()
     path = Path(path)
     if not path.exists():
         raise VideoDecodeError(path, "file not found")
@@ -151,10 +175,11 @@ def decode_all_frames(path, *, short_side: int | None = None, threads: int = 0) 
             stream.codec_context.thread_count = threads
             size = None
             out = []
+            rgb = _RGB()
             for frame in container.decode(stream):
                 if size is None:
                     size = _target_size(frame.height, frame.width, short_side)
-                out.append(_to_rgb(frame, size))
+                out.append(rgb(frame, size))
     except _AV_ERRORS as err:
         raise VideoDecodeError(path, f"{type(err).__name__}: {err}") from err
     if not out:
@@ -216,11 +241,15 @@ def _decode_pyav(path: Path, indices: np.ndarray, short_side, threads) -> np.nda
         raise
     except _AV_ERRORS as err:
         raise VideoDecodeError(path, f"{type(err).__name__}: {err}") from err
-    lookup = {int(i): a for i, a in zip(wanted, got)}
-    return np.stack([lookup[int(i)] for i in indices])
+    if len(wanted) == len(indices) and bool((wanted == indices).all()):
+        return got  # the common case (the datasets pass sorted unique indices): no gather copy
+    return got[np.searchsorted(wanted, indices)]
 
 
-def _sparse_decode(container, stream, info: VideoInfo, wanted, size, path) -> list[np.ndarray]:
+def _sparse_decode(container, stream, info: VideoInfo, wanted, size, path) -> np.ndarray:
+    """``uint8 [len(wanted), H, W, 3]`` for sorted unique ``wanted``: decode from the key frame
+    before the first to the last wanted frame, converting to RGB (and scaling, in the same
+    swscale pass) only the frames that are returned, each straight into the output array."""
     tb = stream.time_base
     start_pts = stream.start_time or 0
     fps = info.fps
@@ -231,13 +260,16 @@ def _sparse_decode(container, stream, info: VideoInfo, wanted, size, path) -> li
         target = start_pts + int(math.floor(first / fps / tb))
         container.seek(target, stream=stream, backward=True, any_frame=False)
 
-    out: list[np.ndarray] = []
+    out = np.empty((len(wanted), size[0], size[1], 3), np.uint8)
+    rgb = _RGB()
+    # Display-time bounds of each wanted index, precomputed: index i is shown until (i + 0.5) / fps.
+    until = [(int(w) + 0.5) / fps for w in wanted]
+    n = len(wanted)
     j = 0  # next wanted position
-    prev = prev_rgb = None
-    decoded = 0
+    prev = None
+    prev_at = -1  # row of `out` already holding prev's RGB (-1: not converted)
     last_index = -1
     for frame in container.decode(stream):
-        decoded += 1
         if frame.pts is None:
             # No timestamps (rare raw streams): fall back to counting from the seek point,
             # which is only exact when no seek happened.
@@ -246,18 +278,21 @@ def _sparse_decode(container, stream, info: VideoInfo, wanted, size, path) -> li
             t = float((frame.pts - start_pts) * tb)
         last_index = int(math.floor(t * fps + 0.5))
         # Every wanted index whose display time lies before this frame is shown by `prev`.
-        while j < len(wanted) and t > (wanted[j] + 0.5) / fps:
-            src = prev if prev is not None else frame  # seek landed late: nearest frame
-            if prev_rgb is None or src is not prev:
-                prev_rgb = _to_rgb(src, size)
-            out.append(prev_rgb)
+        while j < n and t > until[j]:
+            if prev is None:  # seek landed late: nearest frame
+                prev, prev_at = frame, -1
+            if prev_at >= 0:
+                out[j] = out[prev_at]  # a repeated index (short clip): copy, do not convert again
+            else:
+                rgb(prev, size, out[j])
+                prev_at = j
             j += 1
-        if j == len(wanted):
+        if j == n:
             break  # stop after the last wanted frame: the point of sparse decoding
-        prev, prev_rgb = frame, None
-    if prev is None and not out:
+        prev, prev_at = frame, -1
+    if prev is None and j == 0:
         raise VideoDecodeError(path, "no decodable frames")
-    if j < len(wanted):
+    if j < n:
         missing = int(wanted[-1]) - max(last_index, 0)
         slack = max(_END_SLACK_FRAMES, int(_END_SLACK_FRACTION * info.num_frames))
         if missing > slack:
@@ -266,8 +301,10 @@ def _sparse_decode(container, stream, info: VideoInfo, wanted, size, path) -> li
                 f"stream ends at frame {last_index} but frame {int(wanted[-1])} was requested "
                 f"(header says {info.num_frames} frames): truncated or corrupt",
             )
-        last_rgb = _to_rgb(prev, size)  # header over-counted by a frame or two: repeat the last
-        out.extend(last_rgb for _ in range(len(wanted) - j))
+        if prev_at < 0:  # header over-counted by a frame or two: repeat the last
+            rgb(prev, size, out[j])
+            prev_at = j
+        out[j:] = out[prev_at]
     return out
 
 
@@ -281,12 +318,31 @@ def _target_size(height: int, width: int, short_side: int | None) -> tuple[int, 
     return max(1, int(round(height * scale))), short_side
 
 
+class _RGB:
+    """Frame -> RGB ``uint8 [H, W, 3]`` at a given size through ONE swscale context.
+
+    ``frame.to_ndarray(format=...)`` builds a fresh reformatter, hence a fresh swscale context,
+    for every frame (0.31-0.34 ms per frame measured, against 0.07-0.10 ms reused); one instance
+    per opened stream keeps the context, and scaling plus RGB conversion stay one pass (area
+    filter: good for downscaling). swscale runs single-threaded: the decoder and the loader's
+    workers already hold the cores."""
+
+    def __init__(self):
+        self._reformatter = VideoReformatter()
+
+    def __call__(self, frame, size: tuple[int, int], out: np.ndarray | None = None) -> np.ndarray:
+        h, w = size
+        interp = None if (frame.height, frame.width) == (h, w) else "AREA"
+        rgb = self._reformatter.reformat(frame, width=w, height=h, format="rgb24", interpolation=interp, threads=1)
+        arr = rgb.to_ndarray()
+        if out is None:
+            return arr.copy() if rgb is frame else arr
+        out[...] = arr
+        return out
+
+
 def _to_rgb(frame, size: tuple[int, int]) -> np.ndarray:
-    h, w = size
-    if (frame.height, frame.width) == (h, w):
-        return frame.to_ndarray(format="rgb24")
-    # swscale converts and scales in one pass (area filter: good for downscaling).
-    return frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+    return _RGB()(frame, size)
 
 
 # ---------------------------------------------------------------------------------------------

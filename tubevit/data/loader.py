@@ -142,6 +142,8 @@ def collate(items: list) -> dict:
     batch["index"] = torch.repeat_interleave(torch.tensor([it["index"] for it in good]), torch.tensor(counts))
     batch["view"] = torch.cat([torch.as_tensor(it["view"], dtype=torch.long) for it in good])
     batch["source"] = sources.pop()
+    if "augment" in good[0]:  # augment_on="device": the drawn RandAugment ops, [sum V, L, 2]
+        batch["augment"] = torch.cat([it["augment"] for it in good])
     return batch
 
 

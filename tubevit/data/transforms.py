@@ -5,6 +5,18 @@ last two axes only, so one crop, flip or RandAugment op is by construction share
 a clip (paper §5: random spatial and temporal crops; RandAugment 2 layers, magnitude 10, applied
 identically to every frame). Values are float in ``[0, 1]`` until :func:`normalize`.
 
+Two paths with one set of semantics. The *float* ops (``resize``, ``random_resized_crop``,
+:meth:`RandAugment.apply` on float input) are the reference. The *uint8* path is what the
+datasets run: the random window is cut from the decoded ``uint8`` frames before any conversion,
+scaled once per clip straight to the output size (:func:`crop_resize`, PyTorch's SIMD uint8
+antialiased bilinear kernel with frames as the batch), flipped and RandAugment-ed on ``uint8``
+(the pointwise ops are one 256-entry table per channel, computed from clip statistics, so they
+cost one table look-up per byte), and only then converted to normalised float
+(:func:`normalize_uint8`). Each uint8 op equals its float reference on the same (uint8-valued)
+input up to the final rounding to 8 bits (tests/data/test_transforms.py); the crop box and op
+parameters are drawn from the generator in the same order as the float path, so a seed gives
+the same crop boxes and ops on both paths.
+
 Randomness comes from an optional ``torch.Generator`` so that the loader can make every sample's
 augmentation a pure function of (seed, epoch, index), independent of the number of workers.
 """
@@ -25,8 +37,10 @@ __all__ = [
     "RandAugment",
     "center_crop",
     "crop",
+    "crop_resize",
     "hflip",
     "normalize",
+    "normalize_uint8",
     "random_resized_crop",
     "random_resized_crop_params",
     "resize",
@@ -35,6 +49,7 @@ __all__ = [
     "spatial_crops",
     "three_crop",
     "to_float",
+    "to_planes",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -53,6 +68,23 @@ def to_float(frames) -> torch.Tensor:
     return x.float().div_(255.0)
 
 
+def to_planes(frames) -> torch.Tensor:
+    """Decoder output ``uint8 [T, H, W, 3]`` -> a ``uint8 [3, T, H, W]`` view (no copy); an image
+    ``[H, W, 3]`` -> ``[3, H, W]``."""
+    return torch.as_tensor(np.ascontiguousarray(frames)).movedim(-1, 0)
+
+
+def normalize_uint8(
+    x: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD
+) -> torch.Tensor:
+    """``uint8 [C, ...]`` -> float ``(x / 255 - mean) / std`` in one conversion (two passes)."""
+    shape = (-1,) + (1,) * (x.dim() - 1)
+    std_t = torch.as_tensor(std, dtype=torch.float32, device=x.device).reshape(shape)
+    mean_t = torch.as_tensor(mean, dtype=torch.float32, device=x.device).reshape(shape)
+    out = x.to(torch.float32)
+    return out.mul_(1.0 / (255.0 * std_t)).sub_(mean_t / std_t)
+
+
 # ---------------------------------------------------------------------------------------------
 # Geometry
 
@@ -66,6 +98,36 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     flat = x.reshape(1, -1, h, w)  # every channel/frame is an independent plane
     out = F.interpolate(flat, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
     return out.reshape(*lead, *size)
+
+
+def crop_resize(x: torch.Tensor, box: tuple[int, int, int, int] | None, size: tuple[int, int]) -> torch.Tensor:
+    """Cut ``box = (top, left, h, w)`` (None: the whole frame) from ``uint8 [C, T, H, W]`` (or
+    ``[C, H, W]``) and scale it to ``size`` with antialiased bilinear filtering, on uint8.
+
+    Only the window is touched, never the full source frame, and the scale runs once per clip
+    with the frames as the batch of PyTorch's uint8 channels-last kernel (the layout the decoder
+    writes, so no transpose is copied). Equal to :func:`resize` of the float crop up to the final
+    rounding to 8 bits (and the uint8 kernel's fixed-point weights: at most 1/255 either way).
+    """
+    if x.dtype != torch.uint8:
+        raise TypeError(f"crop_resize takes uint8 frames, got {x.dtype}")
+    if box is not None:
+        x = crop(x, *box)
+    image = x.dim() == 3
+    nchw = x.unsqueeze(1).movedim(0, 1) if image else x.movedim(0, 1)  # [T, C, h, w]
+    if tuple(nchw.shape[-2:]) != tuple(size):
+        # channels-last input is what the uint8 SIMD kernel wants; a [T, H, W, 3] crop already is.
+        nchw = nchw.contiguous(memory_format=torch.channels_last)
+        nchw = F.interpolate(nchw, size=tuple(size), mode="bilinear", align_corners=False, antialias=True)
+    out = nchw.movedim(1, 0)  # [C, T, S, S]
+    return out[:, 0] if image else out
+
+
+def short_side_size(height: int, width: int, size: int) -> tuple[int, int]:
+    """Output ``(h, w)`` of :func:`short_side_resize`."""
+    if height <= width:
+        return size, max(1, int(round(width * size / height)))
+    return max(1, int(round(height * size / width))), size
 
 
 def short_side_resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -246,14 +308,32 @@ class RandAugment:
         return f"RandAugment(num_layers={self.num_layers}, magnitude={self.magnitude})"
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.apply_drawn(x, self.draw(generator))
+
+    def draw(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The random part alone: ``LongTensor [num_layers, 2]`` of (op index, sign +-1), drawn in
+        the order :meth:`__call__` always drew them. Workers draw; with ``data.augment_on=device``
+        the ops are then applied to the batch on the accelerator (:meth:`apply_drawn`)."""
+        drawn = []
         for _ in range(self.num_layers):
-            op = self.OPS[int(torch.randint(len(self.OPS), (), generator=generator))]
-            sign = 1.0 if float(_rand(generator)) < 0.5 else -1.0
-            x = self.apply(x, op, self.magnitude, sign)
+            op = int(torch.randint(len(self.OPS), (), generator=generator))
+            sign = 1 if float(_rand(generator)) < 0.5 else -1
+            drawn.append((op, sign))
+        return torch.tensor(drawn, dtype=torch.long).reshape(self.num_layers, 2)
+
+    def apply_drawn(self, x: torch.Tensor, drawn: torch.Tensor) -> torch.Tensor:
+        """Apply the ops of :meth:`draw` in order (uint8 or float input, any device)."""
+        for op, sign in drawn.tolist():
+            x = self.apply(x, self.OPS[op], self.magnitude, float(sign))
         return x
 
     def apply(self, x: torch.Tensor, op: str, magnitude: float, sign: float = 1.0) -> torch.Tensor:
-        """One named op at ``magnitude`` (0-10) with ``sign`` (deterministic; used in tests)."""
+        """One named op at ``magnitude`` (0-10) with ``sign`` (deterministic; used in tests).
+
+        Float input in [0, 1] is the reference implementation; ``uint8`` input runs the fast path
+        (:func:`_apply_uint8`), equal to the reference up to rounding the result to 8 bits."""
+        if x.dtype == torch.uint8:
+            return _apply_uint8(self, x, op, magnitude, sign)
         m = magnitude / 10.0
         if op == "identity":
             return x
@@ -296,6 +376,87 @@ class RandAugment:
         else:
             raise ValueError(f"unknown RandAugment op {op!r}")
         return _affine(x, torch.tensor(mat, dtype=x.dtype), self.fill)
+
+
+# uint8 RandAugment: pointwise ops as one table per channel; the rest through float, once.
+
+_LEVELS = torch.arange(256, dtype=torch.float64)  # the 256 values a uint8 pixel can take
+
+
+def _table(values: torch.Tensor) -> torch.Tensor:
+    """Float results in [0, 1] for each input level -> a uint8 table (rounded, clamped)."""
+    return (values * 255).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _lookup(x: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
+    """``out[c] = tables[c][x[c]]`` for ``uint8 x [C, ...]`` and ``tables uint8 [C or 1, 256]``."""
+    if x.device.type == "cpu":
+        # NumPy indexes with uint8 directly (torch would widen every byte to int64 first).
+        xs = x.numpy()
+        ts = tables.numpy()
+        out = np.empty(xs.shape, np.uint8)
+        for c in range(xs.shape[0]):
+            np.take(ts[c if ts.shape[0] > 1 else 0], xs[c], out=out[c])
+        return torch.from_numpy(out)
+    tables = tables.to(x.device)
+    return torch.stack([tables[c if tables.shape[0] > 1 else 0][x[c].long()] for c in range(x.shape[0])])
+
+
+def _histograms(x: torch.Tensor) -> torch.Tensor:
+    """Per-channel histograms of the whole clip: ``int64 [C, 256]``."""
+    return torch.stack([torch.bincount(x[c].reshape(-1), minlength=256) for c in range(x.shape[0])]).cpu()
+
+
+def _through_float(x: torch.Tensor, fn) -> torch.Tensor:
+    # Ops that mix pixels (colour, sharpness, geometry) run on a float copy in [0, 1] and are
+    # rounded back; one conversion each way per op.
+    y = fn(x.to(torch.float32).div_(255.0))
+    return y.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def _apply_uint8(ra: "RandAugment", x: torch.Tensor, op: str, magnitude: float, sign: float) -> torch.Tensor:
+    m = magnitude / 10.0
+    v = _LEVELS / 255  # each level as the float path sees it
+    if op == "identity":
+        return x
+    if op == "solarize":
+        return _lookup(x, _table(torch.where(v >= 1.0 - m, 1.0 - v, v))[None])
+    if op == "posterize":
+        shift = 8 - int(round(8 - 4 * m))
+        return _lookup(x, ((torch.arange(256) >> shift) << shift).to(torch.uint8)[None])
+    if op == "brightness":
+        factor = 1.0 + sign * 0.9 * m
+        return _lookup(x, _table((factor * v).clamp(0, 1))[None])
+    if op == "contrast":
+        factor = 1.0 + sign * 0.9 * m
+        hist = _histograms(x).double()
+        # the clip's mean luma, as _gray(x).mean() computes it on the float clip
+        means = (hist * v).sum(1) / hist.sum(1)
+        mean = float(0.299 * means[0] + 0.587 * means[1] + 0.114 * means[2])
+        return _lookup(x, _table((mean + factor * (v - mean)).clamp(0, 1))[None])
+    if op == "autocontrast":
+        hist = _histograms(x)
+        tables = []
+        for h in hist:
+            present = torch.nonzero(h).flatten()
+            lo, hi = int(present[0]), int(present[-1])
+            if hi > lo:
+                tables.append(_table(((_LEVELS - lo) / (hi - lo)).clamp(0, 1)))
+            else:
+                tables.append(torch.arange(256, dtype=torch.uint8))
+        return _lookup(x, torch.stack(tables))
+    if op == "equalize":
+        tables = []
+        for hist in _histograms(x):
+            nonzero = hist[hist > 0]
+            step = (nonzero.sum() - nonzero[-1]).double() / 255
+            if step == 0:
+                tables.append(torch.arange(256, dtype=torch.uint8))
+                continue
+            before = torch.cumsum(hist, 0).double() - hist
+            tables.append(torch.floor((before + step / 2) / step).clamp_(0, 255).to(torch.uint8))
+        return _lookup(x, torch.stack(tables))
+    return _through_float(x, lambda f: ra.apply(f, op, magnitude, sign))
 
 
 # ---------------------------------------------------------------------------------------------

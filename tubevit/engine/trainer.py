@@ -33,6 +33,7 @@ from tubevit.configs.load import save_config
 from tubevit.configs.schema import SourceConfig, TrainConfig
 from tubevit.data.datasets import ImageDataset, VideoDataset
 from tubevit.data.joint import JointLoader, source_counts
+from tubevit.data.device_augment import finish_batch
 from tubevit.data.loader import FailureCounter, build_loader
 from tubevit.data.transforms import MixupCutmix, RandAugment
 from tubevit.engine import checkpoint as ckpt_io
@@ -103,11 +104,13 @@ def build_sources(cfg: TrainConfig) -> list[Source]:
             dataset_cls, eval_views = VideoDataset, dict(clips=cfg.eval.clips, crops=cfg.eval.crops)
             common = dict(frames=d.frames, stride=d.stride, fps=d.fps or None, size=d.size, decoder=d.decoder,
                           name=src.name)
+            train_only = dict(augment_on=d.augment_on)
         else:
             dataset_cls, eval_views = ImageDataset, dict(crops=cfg.eval.crops)
             common = dict(size=d.size, name=src.name)
+            train_only = {}
         train = dataset_cls.from_annotations(src.train_list, root, classes=classes, train=True, hflip=d.hflip,
-                                             randaugment=ra, scale=(d.min_scale, 1.0), **common)
+                                             randaugment=ra, scale=(d.min_scale, 1.0), **common, **train_only)
         names = _class_names(src, train.class_names)
         val = None
         if src.val_list:
@@ -259,6 +262,7 @@ class Trainer:
             if len(self.loaders[s.name]) == 0:
                 raise ValueError(f"source {s.name!r} has {len(s.train)} samples, fewer than one batch of {bs} "
                                  f"per process; lower --batch-size (or data.{s.kind}.batch_size)")
+        self._train_sets = {s.name: s.train for s in self.sources}
         self.weights = {s.name: s.cfg.weight for s in self.sources}
         if sum(self.weights.values()) <= 0:
             raise ValueError("every source has weight 0; give at least one a positive data.*.weight")
@@ -462,6 +466,7 @@ class Trainer:
                         if batch["num_samples"] == 0:
                             continue
                         x = batch[kinds[name]].to(dev, non_blocking=True)
+                        x = finish_batch(x, batch, self._train_sets[name])  # augment_on=device
                         micros.append((name, x, batch["label"].to(dev, non_blocking=True)))
                         seen += batch["num_samples"]
                 except Exception:
