@@ -5,28 +5,35 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+# Pins torch for every later install (extras included), so none of them can replace it.
+CONSTRAINTS ?= constraints.txt
 PIP_EXTRA ?=
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 PYTEST_ARGS ?=
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test install install-test install-extra clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(PY)
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(PY)
 	$(PIP) install -q $(PIP_EXTRA) "$(TORCH_SPEC)"
-	$(PIP) install -q -e .
+	$(PIP) install -q $(PIP_EXTRA) -c $(CONSTRAINTS) -e .
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml $(VENV)/.installed
-	$(PIP) install -q -e ".[test]"
+$(VENV)/.installed-test: pyproject.toml $(CONSTRAINTS) $(VENV)/.installed
+	$(PIP) install -q $(PIP_EXTRA) -c $(CONSTRAINTS) -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
+
+# An optional extra with torch held at its pin, e.g. `make install-extra EXTRA=onnx` (or hf, decord, torchcodec).
+EXTRA ?= onnx
+install-extra: $(VENV)/.installed
+	$(PIP) install -q $(PIP_EXTRA) -c $(CONSTRAINTS) -e ".[$(EXTRA)]"
 
 demo: $(VENV)/.installed
 	$(VENV)/bin/tubevit demo

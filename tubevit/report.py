@@ -11,7 +11,7 @@ import torch
 
 from tubevit.model.flops import count_flops
 from tubevit.model.tubes import TubeLayout, tube_centres
-from tubevit.model.tubevit import create_model
+from tubevit.factory import create_model
 
 FLOPS_CONVENTION = "FLOPs = 2 x multiply-adds, one forward of one view, counted by torch FlopCounterMode with the math attention backend"
 

@@ -151,8 +151,9 @@ def test_convert_cli_round_trip(vit, tmp_path, capsys):
     out = tmp_path / "tubevit_tiny.safetensors"
     assert main(["convert", str(src), "--model", "tubevit_tiny", "--out", str(out), "--inflate", "average"]) == 0
     assert "wrote" in capsys.readouterr().out
-    conv, meta = read_file(out)
-    assert "config" in meta and "pos_embed" not in conv
+    conv, mf = read_file(out)
+    assert mf.kind == "converted" and mf.meta.model_config["width"] == 192 and "pos_embed" not in conv
+    assert mf.meta.preprocessing.mean == (0.5, 0.5, 0.5)  # timm's ViT default travels with the weights
     model = tubevit.create_model("tubevit_tiny", pretrained=str(out))
     assert torch.equal(model.tokenizer.tubes[3].weight[:, :, 0], sd["patch_embed.proj.weight"])
     # A file converted for other tubes is refused by name, not loaded into the wrong geometry.

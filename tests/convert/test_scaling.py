@@ -166,12 +166,9 @@ def test_scale_up_non_multiple_width_selects_the_first_channels():
 
 
 def test_scale_up_from_an_image_vit_state_dict_and_a_checkpoint_file(vit, tmp_path):
-    from safetensors.torch import save_file
-    import json
-
     small = _tiny(depth=2)
     path = tmp_path / "small.safetensors"
-    save_file(small.state_dict(), str(path), metadata={"config": json.dumps(small.cfg.to_dict())})
+    small.save_pretrained(path)
     big = vit.timm_vit(5, width=384, depth=3, mlp=1536)
     model = scale_up(str(path), big, freeze_until=1, large_model="tubevit_small", depth=3)
     assert torch.equal(model.tokenizer.tubes[3].weight[:, :, 0], big["patch_embed.proj.weight"])

@@ -130,7 +130,7 @@ def test_scale_from_errors(tmp_path, files):
     with pytest.raises(ValueError, match="--scale-from .* width 192 != model width 384"):
         _trainer(tmp_path / "b", 2, **{**_scaled_sets(small_ckpt, large_file), "model.width": 384})
     # --scale-from must be a TubeViT with its config, not an image ViT.
-    with pytest.raises(ValueError, match="no model config"):
+    with pytest.raises(ValueError, match="image-ViT checkpoint .* not a TubeViT; --scale-from needs"):
         _trainer(tmp_path / "c", 2, **{**_scaled_sets(large_file, large_file)})
 
 

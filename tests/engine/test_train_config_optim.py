@@ -11,7 +11,7 @@ import torch
 from tubevit.cli import train as train_cli
 from tubevit.configs import config_from_dict, load_config, save_config
 from tubevit.engine.optim import build_optimizer, lr_factor, param_groups, warmup_steps
-from tubevit.model import create_model
+from tubevit.factory import create_model
 
 
 def test_precedence_preset_yaml_flags_set(tmp_path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tubevit.model import create_model
+from tubevit.factory import create_model
 
 NUM_CLASSES = 4
 FRAMES, SIZE = 16, 32

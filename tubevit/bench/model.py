@@ -44,7 +44,8 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from tubevit.model import create_model, list_models
+from tubevit.factory import create_model
+from tubevit.model import list_models
 from tubevit.model.flops import count_flops
 from tubevit.model.precision import autocast, cast_for_inference, compute_dtype
 

@@ -43,7 +43,8 @@ from typing import Callable
 
 import torch
 
-from tubevit.model import create_model, list_models
+from tubevit.factory import create_model
+from tubevit.model import list_models
 
 __all__ = ["PipelineSpec", "run_pipeline_benchmark", "format_rows", "make_videos"]
 

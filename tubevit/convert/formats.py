@@ -25,7 +25,6 @@ torch tensors in timm's layouts, and returns the list of fix-ups it made, each o
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Mapping
@@ -88,41 +87,30 @@ def _unwrap(obj) -> dict:
     return sd
 
 
-def _flatten_npz(arrays: Mapping[str, np.ndarray]) -> StateDict:
+def _flatten_npz(arrays: Mapping) -> StateDict:
     out: StateDict = {}
     for k, v in arrays.items():
         name = k[len("params/"):] if k.startswith("params/") else k
-        out[name] = torch.from_numpy(np.array(v, dtype=np.float32 if v.dtype.kind == "f" else v.dtype))
+        if not isinstance(v, torch.Tensor):
+            v = torch.from_numpy(np.array(v, dtype=np.float32 if v.dtype.kind == "f" else v.dtype))
+        out[name] = v.float() if v.is_floating_point() else v
     return out
 
 
-def read_file(path) -> tuple[StateDict, dict]:
-    """Load a checkpoint file: ``(state_dict, metadata)``. Metadata is the safetensors header
-    metadata (``tubevit convert`` writes the model config there) or a torch checkpoint's ``config``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    suffix = path.suffix.lower()
-    meta: dict = {}
-    if suffix == ".safetensors":
-        from safetensors import safe_open
+def read_file(path, *, reader: str = "tubevit convert"):
+    """``(state_dict, ModelFile)`` of any file or folder (read by :func:`tubevit.io.read_model_file`:
+    safe, checksum verified for tubevit files, one-line errors). The state dict is in the file's own
+    naming, unwrapped from ``state_dict`` / ``model`` / ``module`` wrappers."""
+    from tubevit.io import read_model_file
 
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            sd = {k: f.get_tensor(k) for k in f.keys()}
-    elif suffix == ".npz":
-        with np.load(path, allow_pickle=False) as z:
-            sd = _flatten_npz({k: z[k] for k in z.files})
-    elif suffix in (".pth", ".pt", ".bin", ".ckpt"):
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(obj, Mapping):
-            for name in ("config", "model_config"):
-                if isinstance(obj.get(name), Mapping):
-                    meta = {"config": json.dumps(obj[name].get("model", obj[name]))}
-        sd = _unwrap(obj)
+    mf = read_model_file(path, reader=reader)
+    if mf.state_dict is None:
+        sd = _unwrap(mf.raw)
+    elif Path(path).suffix.lower() == ".npz":
+        sd = _flatten_npz(mf.state_dict)
     else:
-        raise ConversionError(f"unknown checkpoint file type {suffix!r} ({path}); use .safetensors, .pth, .pt, .bin or .npz")
-    return sd, meta
+        sd = dict(mf.state_dict)
+    return sd, mf
 
 
 # --------------------------------------------------------------------------- canonical (timm) naming

@@ -37,6 +37,9 @@ import torch
 from tubevit.convert.formats import (ConversionError, StateDict, _preview, detect_format, npz_num_heads, read_file,
                                      to_canonical)
 from tubevit.convert.kernels import group_average, interpolated_base, pi_resize, tube_from_patch
+from tubevit.convert.source_info import config_for, id2label, preprocessing_for
+from tubevit.io import CONVERTED, HF_FOLDER, ModelMeta, write_weights
+from tubevit.io.model_file import config_from_meta, expected_shapes
 from tubevit.model.config import ModelConfig
 from tubevit.model.tokenizer import INTERP_BASE_KERNEL, resolve_specs
 from tubevit.model.tubes import get_tube_set, image_tube_index
@@ -123,12 +126,26 @@ def convert_image_vit(
     elif hw is not None and hw.ndim == 2 and hw.shape[0] > 0:
         conv.notes.append(f"dropped the classifier head ({hw.shape[0]} classes); pass keep_classifier to keep it")
 
-    # ---- blocks and final norm: same names on both sides
+    # ---- blocks and final norm: same names on both sides, each checked against the model's own
+    # keys and shapes, so a key the model does not have is refused by name before anything is written.
+    want = expected_shapes(cfg)
+    unknown, wrong = [], []
     for k in sorted(sd):
         if k.startswith("blocks.") or k in ("norm.weight", "norm.bias"):
-            out[k] = sd.pop(k)
+            v = sd.pop(k)
+            if k not in want:
+                unknown.append(k)
+            elif tuple(v.shape) != want[k]:
+                wrong.append(f"{k} {list(v.shape)} vs model {list(want[k])}")
+            out[k] = v
             conv.copied.append(k)
-    _check(not sd, f"unexpected keys in the {fmt} checkpoint (no TubeViT counterpart): {_preview(sd)}")
+    unknown += sorted(sd)
+    hint = (" (the checkpoint has LayerScale; build the model with layer_scale set)"
+            if any(".ls1." in k or ".ls2." in k for k in unknown) else "")
+    _check(not unknown, f"unexpected keys in the {fmt} checkpoint (no TubeViT counterpart): {_preview(unknown)}{hint}")
+    _check(not wrong, f"{fmt} checkpoint tensors of another shape than the model's: {'; '.join(wrong[:4])}")
+    missing = [k for k in want if (k.startswith("blocks.") or k.startswith("norm.")) and k not in out]
+    _check(not missing, f"the {fmt} checkpoint lacks {_preview(missing)}")
 
     # ---- tubes
     _convert_tubes(conv, patch, bias, cfg, inflate)
@@ -220,16 +237,32 @@ def load_pretrained(
     inflate: str = "central",
     keep_classifier: bool = False,
     head_name: str = "imagenet",
+    reader: str = "load_pretrained",
 ) -> list[str]:
-    """Load an image ViT (timm / HF / .npz, converted on the fly) or a converted TubeViT
-    ``.safetensors`` into ``model``. ``source`` is a path or a state dict. Returns the new keys."""
-    sd, meta = read_file(source) if not isinstance(source, Mapping) else (dict(source), {})
-    if detect_format(sd.keys()) == "tubevit":
-        _check_same_geometry(meta, model.cfg, source)
+    """Load into ``model``: an image ViT (timm / HF / .npz file or folder, converted on the fly), a
+    converted TubeViT ``.safetensors``, or a TubeViT file of the same architecture (a training
+    checkpoint or export: its heads are kept where name and size agree, the others stay new).
+    ``source`` is a path or a state dict. Sets ``model.preprocessing`` from the file. Returns the new keys."""
+    mf = None
+    if isinstance(source, Mapping):
+        sd = dict(source)
     else:
+        sd, mf = read_file(source, reader=reader)
+    if mf is not None and mf.is_tubevit:
+        _check_same_geometry(mf.meta.model_config, model.cfg, source)
+        if mf.kind != CONVERTED:
+            sd = _matching_heads(sd, model, source)
+        model.preprocessing = mf.meta.preprocessing
+    elif detect_format(sd.keys()) != "tubevit":
+        hf_cfg = mf.extra.get("config") if mf is not None and mf.kind == HF_FOLDER else None
         conv = convert_image_vit(sd, model.cfg, inflate=inflate, keep_classifier=keep_classifier, head_name=head_name)
         conv.log()
         sd = conv.state_dict
+        model.preprocessing = preprocessing_for(conv.source_format, hf_cfg,
+                                                mf.extra.get("preprocessor") if mf is not None else None)
+        names = id2label(hf_cfg, int(sd[f"heads.{head_name}.weight"].shape[0])) if keep_classifier else None
+        if names:
+            model.class_names = {**(model.class_names or {}), head_name: names}
     for k in sd:
         if k.startswith("heads.") and k.endswith(".weight"):
             name = k[len("heads."):-len(".weight")]
@@ -239,55 +272,74 @@ def load_pretrained(
     return load_converted(model, sd)
 
 
-def _check_same_geometry(meta: Mapping, cfg: ModelConfig, source) -> None:
-    """A converted file carries the config it was converted for; its tubes must be the model's."""
-    if "config" not in meta:
-        return
-    saved = ModelConfig.from_dict(json.loads(meta["config"]))
+def _matching_heads(sd: Mapping[str, torch.Tensor], model, source) -> dict:
+    """A whole TubeViT's state dict with the heads the model does not have (by name and size) left out."""
+    out = {}
+    own = model.state_dict()
+    for k, v in sd.items():
+        if k.startswith("heads.") and (k not in own or tuple(own[k].shape) != tuple(v.shape)):
+            log.info("%s: not loading %s %s (the model's head differs); it starts fresh", source, k, list(v.shape))
+            continue
+        out[k] = v
+    return out
+
+
+def _check_same_geometry(saved_config: Mapping, cfg: ModelConfig, source) -> None:
+    """A TubeViT file carries the config it was made for; its tubes and size must be the model's."""
+    saved = config_from_meta(saved_config, source).to_dict()
     ours = cfg.to_dict()
-    diff = [k for k in ("tubes", "tokenizer", "width", "depth", "in_chans")
-            if json.dumps(saved.to_dict()[k]) != json.dumps(ours[k])]
+    diff = [k for k in ("tubes", "tokenizer", "width", "depth", "num_heads", "mlp_dim", "in_chans")
+            if json.dumps(saved[k]) != json.dumps(ours[k])]
     if diff:
-        raise ConversionError(f"{source} was converted for a model with other {', '.join(diff)} "
-                              f"({', '.join(f'{k}={saved.to_dict()[k]}' for k in diff)}); convert again for this model")
+        raise ConversionError(f"{source} was made for a model with other {', '.join(diff)} "
+                              f"({', '.join(f'{k}={saved[k]}' for k in diff)}); convert again for this model, or "
+                              "build the model with those options")
 
 
 def convert_checkpoint(
     src,
     out,
     *,
-    model: str = "tubevit_base",
+    model: str | None = None,
     tubes=None,
     tokenizer: str | None = None,
     inflate: str = "central",
     keep_classifier: bool = False,
     **overrides,
 ) -> dict:
-    """``tubevit convert``: read ``src`` (any image-ViT format), convert for the preset ``model``
-    and write ``out`` (.safetensors, the model config in its metadata). Returns a summary."""
-    from safetensors.torch import save_file
+    """``tubevit convert``: read ``src`` (any image-ViT file, or a Hugging Face / timm folder),
+    convert for the preset ``model`` (default: the size from the folder's config.json or from the
+    weights' shapes) and write ``out`` (.safetensors with the tubevit schema: model config,
+    class names, mean/std of the source, provenance). Nothing is written on any error."""
+    from tubevit.convert.formats import npz_num_heads, to_canonical
 
-    from tubevit.model.presets import preset_config
-
+    out = Path(out)
+    if out.suffix != ".safetensors":
+        raise ConversionError(f"write the converted weights to a .safetensors file, not {out.name}")
     if tubes is not None:
         overrides["tubes"] = tubes
     if tokenizer is not None:
         overrides["tokenizer"] = tokenizer
-    cfg = preset_config(model, **overrides)
-    sd, _ = read_file(src)
+    sd, mf = read_file(src)
+    if mf.is_tubevit:
+        raise ConversionError(f"{src} is already {mf.describe()}; convert reads image ViTs (timm, Hugging Face, "
+                              "Google .npz)")
+    hf_cfg = mf.extra.get("config") if mf.kind == HF_FOLDER else None
+    canon = to_canonical(sd)[0]
+    model, cfg = config_for(model, canon, hf_config=hf_cfg if hf_cfg and "hidden_size" in hf_cfg else None,
+                            heads=npz_num_heads(sd), **overrides)
     conv = convert_image_vit(sd, cfg, inflate=inflate, keep_classifier=keep_classifier)
     conv.log()
+    names = {}
     if keep_classifier:
-        cfg = cfg.replace(num_classes={"imagenet": int(conv.state_dict["heads.imagenet.weight"].shape[0])})
-    out = Path(out)
-    if out.suffix != ".safetensors":
-        raise ConversionError(f"write the converted weights to a .safetensors file, not {out.name}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_file(conv.state_dict, str(out), metadata={
-        "format": "tubevit", "config": json.dumps(cfg.to_dict()), "source": str(src),
-        "source_format": conv.source_format, "inflate": inflate, "notes": json.dumps(conv.notes),
-    })
+        k = int(conv.state_dict["heads.imagenet.weight"].shape[0])
+        cfg = cfg.replace(num_classes={"imagenet": k})
+        names = {"imagenet": id2label(hf_cfg, k) or [str(i) for i in range(k)]}
+    prep = preprocessing_for(conv.source_format, hf_cfg, mf.extra.get("preprocessor"))
+    meta = ModelMeta(CONVERTED, cfg.to_dict(), names, prep,
+                     {"source": str(src), "source_format": conv.source_format, "inflate": inflate, "notes": conv.notes})
+    write_weights(conv.state_dict, meta, out)
     return {"out": str(out), "source_format": conv.source_format, "model": model, "tokenizer": cfg.tokenizer,
             "inflate": inflate, "tensors": len(conv.state_dict), "copied": len(conv.copied),
-            "derived": conv.derived, "notes": conv.notes,
+            "derived": conv.derived, "notes": conv.notes, "mean": list(prep.mean), "std": list(prep.std),
             "new_keys": "pool.*, heads.*" + (" (heads.imagenet kept)" if keep_classifier else "")}

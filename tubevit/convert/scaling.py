@@ -98,21 +98,17 @@ def _small_tubes(small: TubeViT) -> list[tuple[TubeSpec, torch.Tensor, torch.Ten
     return out
 
 
-def load_small(small) -> TubeViT:
-    """A TubeViT as is, or rebuilt from a checkpoint file that carries its config (a tubevit training
-    checkpoint or a `tubevit convert` output), loaded strictly."""
+def load_small(small, *, reader: str = "scale_up (--scale-from)") -> TubeViT:
+    """A TubeViT as is, or rebuilt from a whole-model file (training checkpoint, export, folder)."""
     if isinstance(small, TubeViT):
         return small
-    sd, meta = read_file(small)
-    if "config" not in meta:
-        raise ConversionError(f"{small}: no model config with the weights (use a tubevit checkpoint or "
-                              "a `tubevit convert` output)")
-    import json
+    from tubevit.io import build_model, read_model_file
 
-    cfg = json.loads(meta["config"]) if isinstance(meta["config"], str) else meta["config"]
-    model = TubeViT(ModelConfig.from_dict(cfg))
-    model.load_state_dict(sd, strict=True)
-    return model
+    mf = read_model_file(small, reader=reader)
+    if not mf.is_tubevit or mf.kind == "converted":
+        raise ConversionError(f"{small}: is {mf.describe()}; --scale-from needs a trained TubeViT (a tubevit "
+                              "training checkpoint, export or save_pretrained folder)")
+    return build_model(mf, reader=reader)
 
 
 def _large_config(sd: Mapping[str, torch.Tensor], large_model: str | None, **overrides) -> ModelConfig:
@@ -158,7 +154,7 @@ def scale_up(
                     if not k.startswith(("pool.", "heads.", "gate."))}
         base_cfg = large.cfg
     else:
-        large_sd = read_file(large)[0] if isinstance(large, (str, Path)) else dict(large)
+        large_sd = read_file(large, reader="scale_up (--init-from)")[0] if isinstance(large, (str, Path)) else dict(large)
         if detect_format(large_sd.keys()) == "tubevit":
             raise ConversionError("`large` is a TubeViT state dict; pass the TubeViT model itself")
         base_cfg = _large_config(large_sd, large_model)

@@ -1,14 +1,16 @@
-"""Checkpoints: one dict of tensors and plain Python values, loadable with
-``torch.load(path, weights_only=True)``; written atomically (temporary file in the same folder,
-fsync, rename), so a run killed at any moment leaves either the old file or the new one.
+"""Training checkpoints, as the training engine uses them. The file itself is written and read by
+:mod:`tubevit.io` (the only code that touches model files); this module adds what only training
+needs: the RNG state, and the checks that a run and a checkpoint belong together.
 
-Contents (``FORMAT`` names the version)::
+Contents of a checkpoint (``tubevit.io.schema`` describes the shared fields)::
 
-    format        "tubevit-checkpoint/1"
+    format, kind  "tubevit/2", "training-checkpoint"   (version 1 files, "tubevit-checkpoint/1", load)
+    checksum      "sha256:..." of ``model``, verified on load
     model         the TubeViT state dict (unwrapped from DDP/FSDP/compile; CPU)
     model_config  the ModelConfig as a dict (also at config["model"])
     config        the resolved TrainConfig as a dict
     class_names   {head name: [class names]}, one entry per head
+    preprocessing mean, std and clip settings the model was trained with
     step          optimizer steps done
     epoch         epochs of the first source done (float)
     optimizer, scheduler, scaler     state dicts (scaler {} unless fp16)
@@ -16,14 +18,10 @@ Contents (``FORMAT`` names the version)::
     data_state    the joint schedule: {"seed", "micro_step", "weights", "batches": {source: count}}
     best_top1     best validation top-1 so far (-1 before any validation)
     metrics       the last validation result ({} before any)
-
-``model_from_checkpoint`` rebuilds the model from ``config["model"]`` and loads it strictly;
-``check_classes`` compares the class counts of a run with those of a checkpoint.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 from typing import Mapping
@@ -31,61 +29,57 @@ from typing import Mapping
 import numpy as np
 import torch
 
+from tubevit.io import TRAINING_CHECKPOINT, ModelFileError, atomic_save, build_model, read_model_file, save_checkpoint
+from tubevit.io.model_file import architecture_diff, config_from_meta
+from tubevit.io.schema import FORMAT
 from tubevit.model.config import ModelConfig
 from tubevit.model.tubevit import TubeViT
 
 __all__ = [
-    "FORMAT", "atomic_save", "capture_rng", "check_classes", "load_checkpoint", "model_config_of",
-    "model_from_checkpoint", "restore_rng",
+    "FORMAT", "atomic_save", "capture_rng", "check_architecture", "check_classes", "load_checkpoint",
+    "model_config_of", "model_from_checkpoint", "restore_rng", "save_checkpoint",
 ]
 
-FORMAT = "tubevit-checkpoint/1"
 
-
-def atomic_save(obj, path: str | Path) -> Path:
-    """``torch.save`` to ``path.tmp``, fsync, then rename over ``path``."""
+def load_checkpoint(path: str | Path, map_location="cpu", *, reader: str = "tubevit train --resume") -> dict:
+    """The checkpoint dict of a training checkpoint (checksum verified); a one-line error for a
+    missing file or another kind of file."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
-def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Load with ``weights_only=True``; a clear error for a missing or foreign file."""
-    path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} not found; pass the last.pt or best.pt of a training run")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means a damaged or foreign file
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        raise ValueError(f"cannot read checkpoint {path} (not a tubevit checkpoint, or damaged): "
-                         f"{type(err).__name__}: {first}") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
-        raise ValueError(f"{path} is not a tubevit checkpoint (expected keys 'model' and 'config')")
+    mf = read_model_file(path, reader=reader, mmap=False)
+    if mf.kind != TRAINING_CHECKPOINT:
+        raise ModelFileError(f"{path} (given to {reader}) is {mf.describe()}, not a training checkpoint "
+                             "(last.pt / best.pt of tubevit train)")
+    ckpt = dict(mf.raw)
+    if map_location not in (None, "cpu"):
+        ckpt["model"] = {k: v.to(map_location) for k, v in ckpt["model"].items()}
     return ckpt
 
 
 def model_config_of(ckpt: Mapping) -> ModelConfig:
-    raw = ckpt.get("model_config") or ckpt["config"]["model"]
-    return ModelConfig.from_dict(dict(raw))
+    return config_from_meta(ckpt.get("model_config") or ckpt["config"]["model"], "the checkpoint")
 
 
 def model_from_checkpoint(ckpt_or_path, map_location="cpu") -> tuple[TubeViT, dict]:
     """``(model in eval mode, checkpoint dict)``; the state dict is loaded strictly."""
-    ckpt = load_checkpoint(ckpt_or_path, map_location) if isinstance(ckpt_or_path, (str, Path)) else ckpt_or_path
+    if isinstance(ckpt_or_path, (str, Path)):
+        mf = read_model_file(ckpt_or_path, reader="model_from_checkpoint")
+        return build_model(mf, reader="model_from_checkpoint"), dict(mf.raw or {})
+    ckpt = ckpt_or_path
     model = TubeViT(model_config_of(ckpt))
     model.load_state_dict(ckpt["model"], strict=True)
     return model.eval(), ckpt
+
+
+def check_architecture(ckpt: Mapping, model_cfg: ModelConfig, where: str) -> None:
+    """Raise, naming every field that differs (e.g. ``depth 2 vs 4``), when the checkpoint's model
+    is not the configured one (resuming with other model options)."""
+    diff = architecture_diff(model_config_of(ckpt), model_cfg)
+    if diff:
+        raise ValueError(f"{where} was trained with another model ({', '.join(diff)}; checkpoint vs now); resume "
+                         "with the model options it was trained with (its config.yaml), or start a new run in "
+                         "another --out directory")
 
 
 def check_classes(ckpt: Mapping, num_classes: Mapping[str, int], where: str = "the checkpoint") -> None:

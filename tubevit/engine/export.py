@@ -1,53 +1,48 @@
-"""Sharing trained weights: a training checkpoint -> ``.safetensors`` with the configuration in
-the file's metadata (string -> string, so JSON): ``format``, ``model_config`` (the ModelConfig),
-``class_names`` ({head: [names]}), ``config`` (the whole training config) and ``step``."""
+"""Sharing trained weights: any whole-model file (a training checkpoint, an export, a
+save_pretrained folder) -> a ``.safetensors`` file or a folder with the schema of
+:mod:`tubevit.io.schema` (model config, class names, preprocessing, provenance, checksum), or an
+ONNX graph (:mod:`tubevit.io.onnx`), chosen by the output's extension."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from tubevit.engine.checkpoint import FORMAT, load_checkpoint, model_config_of
-from tubevit.model.config import ModelConfig
-from tubevit.model.tubevit import TubeViT
+from tubevit.io import WEIGHTS, build_model, read_model_file, write_folder, write_weights
+from tubevit.io.model_file import meta_for_model
 
 __all__ = ["export_checkpoint", "load_exported"]
 
+READER = "tubevit export"
 
-def export_checkpoint(checkpoint, output) -> tuple[Path, int]:
-    from safetensors.torch import save_file
 
-    ckpt = load_checkpoint(checkpoint)
+def export_checkpoint(checkpoint, output, *, head: str | None = None, frames: int | None = None,
+                      size: int | None = None) -> tuple[Path, int]:
+    """Write ``output`` (``.safetensors``, ``.onnx`` or a folder); returns (path, tensors or graph inputs)."""
     output = Path(output)
-    if output.suffix != ".safetensors":
-        raise ValueError(f"the output should end in .safetensors, got {output}")
-    # safetensors refuses shared or non-contiguous storage: give every tensor its own copy.
-    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in ckpt["model"].items()}
-    meta = {
-        "format": FORMAT,
-        "model_config": json.dumps(model_config_of(ckpt).to_dict()),
-        "class_names": json.dumps(ckpt.get("class_names", {})),
-        "config": json.dumps(ckpt["config"]),
-        "step": str(ckpt.get("step", 0)),
-    }
-    output.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(output), metadata=meta)
-    return output, len(tensors)
+    mf = read_model_file(checkpoint, reader=READER)
+    model = build_model(mf, reader=READER)
+    if output.suffix == ".onnx":
+        from tubevit.io.onnx import export_onnx
+
+        return export_onnx(model, output, head=head, frames=frames, size=size), 1
+    if output.suffix not in ("", ".safetensors"):
+        raise ValueError(f"the output should end in .safetensors or .onnx (or be a folder), got {output}")
+    sd = dict(mf.state_dict)
+    prov = {**mf.meta.provenance, "source": str(checkpoint), "source_kind": mf.kind}
+    meta = meta_for_model(model, kind=WEIGHTS, provenance=prov, train_config=mf.meta.train_config, state_dict=sd)
+    if output.suffix == ".safetensors":
+        write_weights(sd, meta, output)
+    else:
+        write_folder(sd, meta, output)
+    return output, len(sd)
 
 
-def load_exported(path) -> tuple[TubeViT, dict]:
-    """``(model in eval mode, metadata with JSON fields decoded)``; strict load."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found; write it with tubevit export CKPT {path.name}")
-    with safe_open(str(path), "pt") as f:
-        meta = dict(f.metadata() or {})
-    if "model_config" not in meta:
-        raise ValueError(f"{path} has no model_config metadata; was it written by tubevit export?")
-    info = {k: json.loads(v) if k in ("model_config", "class_names", "config") else v for k, v in meta.items()}
-    model = TubeViT(ModelConfig.from_dict(info["model_config"]))
-    model.load_state_dict(load_file(str(path)), strict=True)
-    return model.eval(), info
+def load_exported(path):
+    """``(model in eval mode, metadata dict)`` of an exported file (any whole-model file, in fact)."""
+    mf = read_model_file(path, reader="load_exported")
+    model = build_model(mf, reader="load_exported")
+    m = mf.meta
+    info = {"format": m.format, "kind": m.kind, "model_config": m.model_config, "class_names": m.class_names,
+            "preprocessing": m.preprocessing.to_dict(), "provenance": m.provenance, "config": m.train_config or {},
+            "step": m.provenance.get("step", 0)}
+    return model, info

@@ -140,7 +140,7 @@ def build_model(cfg: TrainConfig, *, weights: bool = True) -> TubeViT:
     if cfg.init_from and weights:
         from tubevit.convert.image_vit import load_pretrained
 
-        load_pretrained(model, cfg.init_from, inflate=cfg.init_inflate)
+        load_pretrained(model, cfg.init_from, inflate=cfg.init_inflate, reader="tubevit train --init-from")
     return model
 
 
@@ -157,7 +157,7 @@ def _scaled_model(cfg: TrainConfig) -> TubeViT:
     m = cfg.model
     where = f"--scale-from {cfg.scale_from} --init-from {cfg.init_from} --model {cfg.preset}"
     try:
-        small = load_small(cfg.scale_from)
+        small = load_small(cfg.scale_from, reader="tubevit train --scale-from")
     except ConversionError as err:
         raise ValueError(f"{where}: {err}") from None
     if small.cfg.width >= m.width:
@@ -238,6 +238,7 @@ class Trainer:
         if cfg.scale_from:
             _check_inputs(cfg, self.sources)
         if self.ckpt is not None:
+            ckpt_io.check_architecture(self.ckpt, model.cfg, str(ckpt_path))
             try:
                 model.load_state_dict(self.ckpt["model"], strict=True)
             except RuntimeError as err:
@@ -360,9 +361,9 @@ class Trainer:
     def save(self, epoch: float, counts: Mapping[str, int], *, best: bool = False) -> None:
         state = self._checkpoint_state(epoch, counts)
         if state is not None:
-            ckpt_io.atomic_save(state, self.out / "last.pt")
+            ckpt_io.save_checkpoint(state, self.out / "last.pt")
             if best:
-                ckpt_io.atomic_save(state, self.out / "best.pt")
+                ckpt_io.save_checkpoint(state, self.out / "best.pt")
         D.barrier(self.info)
 
     def _on_signal(self, signum, frame) -> None:

@@ -1,18 +1,15 @@
-"""Loading a trained model for evaluation and prediction.
-
-The checkpoint is read and the model rebuilt by the training engine
-(``tubevit.engine.checkpoint``: ``torch.load(weights_only=True)``, so no pickled code is ever
-executed; strict state-dict load; an unreadable file is one clear ``ValueError``). This module
-only adds what evaluation needs on top: the class names of every head and the data settings the
-model was trained with (``config.data``: ``frames``, ``stride``, ``fps``, ``size``, ``decoder``).
-"""
+"""Loading a trained model for evaluation and prediction: any whole-model file (a training
+checkpoint, an exported ``.safetensors``, a save_pretrained folder) through :mod:`tubevit.io`
+(safe loading, checksum, shapes checked before building, one-line errors). This module only adds
+what evaluation needs on top: the class names of every head and the clip settings and
+normalisation the model was trained with (the file's ``preprocessing``)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tubevit.engine.checkpoint import load_checkpoint, model_from_checkpoint
+from tubevit.io import Preprocessing, build_model, read_model_file
 from tubevit.model import TubeViT
 
 __all__ = ["LoadedModel", "load_model"]
@@ -21,10 +18,11 @@ __all__ = ["LoadedModel", "load_model"]
 @dataclass
 class LoadedModel:
     model: TubeViT
-    config: dict  # the resolved training config stored in the checkpoint (may be {})
+    config: dict  # the resolved training config stored in the file (may be {})
     classes: dict[str, list[str]]  # head -> class names (names "0".."K-1" if none were stored)
     path: Path
     extra: dict = field(default_factory=dict)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
 
     def head(self, name: str | None = None, prefer: str = "video") -> str:
         """Resolve the head to evaluate: ``name``, else the only head, else ``prefer``."""
@@ -43,24 +41,13 @@ class LoadedModel:
         return dict(self.config.get("data", {})) if isinstance(self.config, dict) else {}
 
 
-def _classes(ckpt: dict, model: TubeViT) -> dict[str, list[str]]:
-    stored = ckpt.get("class_names") or {}
-    out: dict[str, list[str]] = {}
-    for h, k in model.cfg.num_classes.items():
-        names = [str(n) for n in stored.get(h, [])] or [str(i) for i in range(int(k))]
-        if len(names) != int(k):
-            raise ValueError(f"checkpoint: head {h!r} has {k} outputs but {len(names)} class names")
-        out[h] = names
-    return out
-
-
-def load_model(path, *, device="cpu") -> LoadedModel:
-    """Build the model stored in checkpoint ``path`` (eval mode, on ``device``)."""
-    ckpt = load_checkpoint(path)
-    try:
-        model, _ = model_from_checkpoint(ckpt)
-    except (RuntimeError, KeyError, TypeError) as err:
-        raise ValueError(f"checkpoint {path} does not match its own model config: {err}") from None
-    config = ckpt["config"] if isinstance(ckpt["config"], dict) else {}
-    return LoadedModel(model.to(device).eval(), config, _classes(ckpt, model), Path(path),
-                       {k: ckpt[k] for k in ("step", "epoch", "metrics") if k in ckpt})
+def load_model(path, *, device="cpu", reader: str = "tubevit eval/predict --checkpoint") -> LoadedModel:
+    """Build the model stored in ``path`` (eval mode, on ``device``)."""
+    mf = read_model_file(path, reader=reader)
+    model = build_model(mf, reader=reader)
+    m = mf.meta
+    extra = {k: m.provenance[k] for k in ("step", "epoch") if k in m.provenance}
+    if mf.raw is not None and "metrics" in mf.raw:
+        extra["metrics"] = mf.raw["metrics"]
+    return LoadedModel(model.to(device).eval(), dict(m.train_config or {}), dict(model.class_names), Path(path),
+                       extra, m.preprocessing)

@@ -8,8 +8,6 @@ every tube), of any size the tubes fit; outputs logits ``[B, classes]`` of the c
 from __future__ import annotations
 
 from contextlib import nullcontext
-from typing import Mapping
-
 import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
@@ -47,6 +45,9 @@ class TubeViT(nn.Module):
                 raise ValueError(f"gate_layer {cfg.gate_layer} is not a block index (depth {cfg.depth})")
             self.gate = GatedShortcut(d, cfg.gate_per_channel)
         self.grad_checkpointing = cfg.grad_checkpointing
+        # Set from a model file (tubevit.io): {head: [names]} and the input preprocessing.
+        self.class_names: dict | None = None
+        self.preprocessing = None
         self.apply(_init_linear)
         self.freeze_until(cfg.freeze_until)
 
@@ -149,6 +150,52 @@ class TubeViT(nn.Module):
     def head_names(self) -> list[str]:
         return self.heads.names
 
+    # ------------------------------------------------------------------ timm's surface
+    @property
+    def num_features(self) -> int:
+        """Width of the pooled features every head reads (``forward_head(..., pre_logits=True)``)."""
+        return self.cfg.width
+
+    def get_classifier(self, head: str | None = None) -> nn.Module:
+        """The linear head ``head`` (default: the only one)."""
+        return self.heads[self.heads.resolve(head)]
+
+    def reset_classifier(self, num_classes: int, head: str | None = None) -> None:
+        """A new linear head of ``num_classes`` in place of ``head`` (default: the only one), e.g.
+        to fine-tune on another label space; its class names become ``0..K-1``. For features
+        without a head use ``forward_pooled`` (timm's ``num_classes=0``)."""
+        if int(num_classes) < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}; for the pooled features use "
+                             "model.forward_pooled(x) (width model.num_features)")
+        name = self.heads.resolve(head)
+        self.add_head(name, int(num_classes))
+        if self.class_names is not None:
+            self.class_names = {**self.class_names, name: [str(i) for i in range(int(num_classes))]}
+
+    @property
+    def pretrained_cfg(self) -> dict:
+        """What the weights expect of their input, in timm's keys (plus the clip settings): mean,
+        std, input_size, num_frames, frame_stride, fps, and the class names per head. Set from the
+        model file by ``from_pretrained`` / ``create_model(pretrained=)``; ImageNet mean/std when
+        the model was built from scratch."""
+        from tubevit.io.schema import Preprocessing  # the file layer owns the schema
+
+        p = self.preprocessing or Preprocessing()
+        return {
+            "mean": p.mean, "std": p.std, "input_size": (self.cfg.in_chans, p.size, p.size) if p.size else None,
+            "num_frames": p.frames, "frame_stride": p.stride, "fps": p.fps, "source": p.source,
+            "num_classes": dict(self.cfg.num_classes), "classifier": [f"heads.{h}" for h in self.head_names],
+            "first_conv": "tokenizer", "label_names": dict(self.class_names or {}),
+        }
+
+    def save_pretrained(self, folder, **kwargs):
+        """Write ``folder`` (``config.json`` + ``model.safetensors``, the Hugging Face layout; one
+        ``.safetensors`` file when the name ends so) with the config, class names and
+        preprocessing; ``tubevit.from_pretrained(folder)`` reads it back. See tubevit.io."""
+        from tubevit.io import save_pretrained  # the file layer builds on the model, not the reverse
+
+        return save_pretrained(self, folder, **kwargs)
+
     def param_groups_summary(self) -> dict[str, int]:
         """Parameter counts of the tubes, the backbone (blocks + final norm) and the readout."""
         count = lambda mod: sum(p.numel() for p in mod.parameters())  # noqa: E731
@@ -167,45 +214,3 @@ def _init_linear(m: nn.Module) -> None:
         nn.init.xavier_uniform_(m.weight)
         if m.bias is not None:
             nn.init.zeros_(m.bias)
-
-
-def create_model(
-    name: str = "tubevit_base",
-    *,
-    num_classes: int | Mapping[str, int] | None = None,
-    tubes=None,
-    tokenizer: str | None = None,
-    device: str | torch.device | None = None,
-    pretrained: str | None = None,
-    inflate: str = "central",
-    keep_classifier: bool = False,
-    **overrides,
-) -> TubeViT:
-    """Build a preset (``tubevit_tiny``, ``_small``, ``_base``, ``_large``, ``_huge``).
-
-    ``num_classes`` is an int (one head named ``default``) or ``{dataset: classes}``; any
-    ``ModelConfig`` field can be overridden by keyword. ``device="meta"`` builds without
-    allocating memory, for inspecting the large presets.
-
-    ``pretrained`` is an image ViT checkpoint (timm / Hugging Face ``.safetensors|.pth|.bin``, Google
-    ``.npz``; converted on the fly, video tubes inflated by ``inflate`` = ``central`` | ``average``)
-    or a ``tubevit convert`` output; loaded strictly, only ``pool.*``, ``heads.*`` and ``gate.*`` are
-    new. ``keep_classifier`` keeps the image classifier as the head ``imagenet``. See docs/PRETRAINED.md.
-    """
-    if num_classes is not None:
-        overrides["num_classes"] = {"default": int(num_classes)} if isinstance(num_classes, int) else dict(num_classes)
-    if tubes is not None:
-        overrides["tubes"] = tubes
-    if tokenizer is not None:
-        overrides["tokenizer"] = tokenizer
-    cfg = preset_config(name, **overrides)
-    if device is not None:
-        with torch.device(device):
-            model = TubeViT(cfg)
-    else:
-        model = TubeViT(cfg)
-    if pretrained is not None:
-        from tubevit.convert.image_vit import load_pretrained  # convert builds on model, not the reverse
-
-        load_pretrained(model, pretrained, inflate=inflate, keep_classifier=keep_classifier)
-    return model
