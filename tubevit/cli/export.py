@@ -1,8 +1,12 @@
-"""`tubevit export CKPT OUT.safetensors`: the weights of a training checkpoint for sharing, with
-the model config, class names and training config as JSON in the safetensors metadata.
+"""`tubevit export MODEL OUT`: a model file for sharing, chosen by OUT's extension:
 
-The file loads without pickle (``safetensors.torch.load_file``); ``tubevit.engine.export.load_exported``
-rebuilds the model from it.
+* ``OUT.safetensors``: the weights with the schema of tubevit.io (config, class names,
+  preprocessing, provenance, checksum) in the header; ``tubevit.from_pretrained`` reads it back;
+* ``OUT`` without extension: a save_pretrained folder (config.json + model.safetensors);
+* ``OUT.onnx``: an ONNX graph of one head (``--head`` for joint models) with a dynamic batch axis,
+  checked against PyTorch in onnxruntime (needs the ``onnx`` extra).
+
+MODEL is any whole-model file: a training checkpoint, an export, or a save_pretrained folder.
 """
 
 from __future__ import annotations
@@ -10,15 +14,21 @@ from __future__ import annotations
 from tubevit.engine.export import export_checkpoint
 
 NAME = "export"
-HELP = "write a checkpoint's weights + config (JSON metadata) to a .safetensors file for sharing"
+HELP = "write a model file for sharing: .safetensors, a save_pretrained folder, or .onnx (by extension)"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("checkpoint", help="a last.pt / best.pt written by tubevit train")
-    p.add_argument("output", help="the .safetensors file to write")
+    p.add_argument("checkpoint", help="a last.pt / best.pt, an exported .safetensors or a save_pretrained folder")
+    p.add_argument("output", help="OUT.safetensors | OUT.onnx | a folder")
+    p.add_argument("--head", default=None, help="ONNX: the head to export (joint models have several)")
+    p.add_argument("--frames", type=int, default=None, help="ONNX: frames per clip (default: the model's; 1 = image)")
+    p.add_argument("--size", type=int, default=None, help="ONNX: frame size (default: the model's)")
 
 
 def run(args) -> int:
-    path, n = export_checkpoint(args.checkpoint, args.output)
-    print(f"wrote {n} tensors to {path}")
+    path, n = export_checkpoint(args.checkpoint, args.output, head=args.head, frames=args.frames, size=args.size)
+    if str(path).endswith(".onnx"):
+        print(f"wrote {path} (checked against PyTorch in onnxruntime at batch sizes 1 and 3)")
+    else:
+        print(f"wrote {n} tensors to {path}")
     return 0

@@ -1,4 +1,5 @@
-"""`tubevit predict`: top-k classes of video files with a trained checkpoint."""
+"""`tubevit predict`: top-k classes of video and image files (and folders of them) with a model
+file; a thin layer over :class:`tubevit.Predictor`."""
 
 from __future__ import annotations
 
@@ -8,15 +9,20 @@ from tubevit.evaluate.evaluator import PRECISIONS
 from tubevit.evaluate.multiview import AGGREGATIONS
 
 NAME = "predict"
-HELP = "top-k class names and probabilities for video files, with timing"
+HELP = "top-k class names and probabilities for video and image files or folders, with timing"
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--checkpoint", required=True, help="last.pt / best.pt of a tubevit train run")
-    p.add_argument("files", nargs="+", metavar="FILE", help="video files (or frame folders)")
+    p.add_argument("--checkpoint", required=True,
+                   help="a model file: last.pt / best.pt, an exported .safetensors, or a save_pretrained folder")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="video or image files, folders of them (searched recursively), or frame folders")
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--clips", type=int, default=4, help="temporal views per video (paper: 4)")
-    p.add_argument("--crops", type=int, default=3, choices=(1, 3), help="spatial views per clip (paper: 3)")
+    p.add_argument("--crops", type=int, default=3, choices=(1, 3), help="spatial views per clip or image (paper: 3)")
+    p.add_argument("--batch-size", type=int, default=4, help="files per forward batch")
+    p.add_argument("--workers", type=int, default=2, help="decoding worker processes (overlap with the model)")
+    p.add_argument("--view-batch", type=int, default=None, help="at most this many views per forward pass")
     p.add_argument("--aggregation", default="mean_logits", choices=AGGREGATIONS)
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--head", default=None, help="which dataset head (joint checkpoints)")
@@ -32,10 +38,14 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from tubevit.evaluate.commands import predict_files
 
+    import sys
+
     r = predict_files(
         args.checkpoint, args.files, topk=args.topk, clips=args.clips, crops=args.crops,
         aggregation=args.aggregation, precision=args.precision, head=args.head, frames=args.frames,
         size=args.size, stride=args.stride, fps=args.fps, decoder=args.decoder, device=args.device,
+        batch_size=args.batch_size, workers=args.workers, view_batch=args.view_batch,
+        progress=not args.json and sys.stderr.isatty(),
     )
     if args.json:
         print(json.dumps(r))
@@ -44,7 +54,8 @@ def run(args) -> int:
             if not p["ok"]:
                 print(f"{p['file']}: ERROR {p['error']}")
                 continue
-            print(f"{p['file']}  ({p['views']} views; decode {p['decode_s']:.3f}s, model {p['model_s']:.3f}s)")
+            print(f"{p['file']}  ({p['kind']}, head {p['head']}, {p['views']} views; decode {p['decode_s']:.3f}s, "
+                  f"model {p['model_s']:.3f}s)")
             for t in p["topk"]:
                 print(f"  {t['prob']:7.2%}  {t['class']}")
         print(f"{r['files'] - r['failed']} of {r['files']} files predicted; {r['failed']} failed; "

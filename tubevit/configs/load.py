@@ -158,6 +158,13 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.ckpt_every >= 0 and cfg.eval.every >= 0, "ckpt_every and eval.every must be >= 0")
     need(cfg.data.frames >= 1 and cfg.data.size >= 1, "data.frames and data.size must be >= 1")
     need(cfg.data.workers >= 0, "data.workers must be >= 0 (--workers)")
+    for key in ("mean", "std"):
+        v = getattr(cfg.data, key)
+        need(not v or (len(v) == cfg.model.in_chans and all(isinstance(x, (int, float)) for x in v)),
+             f"data.{key} must be {cfg.model.in_chans} numbers (one per channel), e.g. --set data.{key}=[0.5,0.5,0.5], "
+             f"got {v}")
+    need(all(x > 0 for x in cfg.data.std), f"data.std must be > 0, got {cfg.data.std}")
+    need(bool(cfg.data.mean) == bool(cfg.data.std), "set data.mean and data.std together (or neither)")
     if cfg.scale_from:
         need(bool(cfg.init_from),
              f"scale_from {cfg.scale_from!r} needs the large image ViT whose blocks the scaled model takes: "

@@ -71,6 +71,12 @@ class DataConfig:
     min_scale: float = 0.25
     # Above this fraction of unreadable files per epoch the run stops.
     max_fail_fraction: float = 0.1
+    # Input normalisation (x - mean) / std per channel, pixels in [0, 1]. Empty: the --init-from
+    # file's (0.5 for Google/AugReg .npz and google/vit-* weights, which expect [-1, 1]), else
+    # ImageNet's. The values used are written into config.yaml and every checkpoint, and
+    # eval/predict read them from the model file.
+    mean: list = field(default_factory=list)
+    std: list = field(default_factory=list)
 
 
 @dataclass

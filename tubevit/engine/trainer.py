@@ -41,6 +41,7 @@ from tubevit.engine import distributed as D
 from tubevit.engine.logs import MetricsLog, plot_metrics
 from tubevit.engine.optim import build_optimizer, build_scheduler
 from tubevit.engine.step import TrainStep
+from tubevit.io.schema import Preprocessing, meta_from_checkpoint
 from tubevit.model.config import ModelConfig
 from tubevit.model.tubes import check_fits, get_tube_set
 from tubevit.model.tubevit import TubeViT
@@ -177,6 +178,21 @@ def _scaled_model(cfg: TrainConfig) -> TubeViT:
     return model
 
 
+def _resolve_preprocessing(cfg: TrainConfig, model: TubeViT, ckpt: Mapping | None) -> Preprocessing:
+    """Input normalisation of the run: ``data.mean/std`` when set, else the resumed checkpoint's,
+    else the --init-from file's (``model.preprocessing``), else ImageNet's; with the clip settings.
+    ``cfg.data.mean/std`` are set to the result, so config.yaml records what was used."""
+    d = cfg.data
+    if d.mean:
+        mean, std, source = d.mean, d.std, "data.mean"
+    else:
+        base = (meta_from_checkpoint(ckpt, "the checkpoint").preprocessing if ckpt is not None
+                else model.preprocessing or Preprocessing())
+        mean, std, source = base.mean, base.std, base.source
+    d.mean, d.std = [float(v) for v in mean], [float(v) for v in std]
+    return Preprocessing(mean, std, frames=d.frames, size=d.size, stride=d.stride, fps=d.fps or None, source=source)
+
+
 def _check_inputs(cfg: TrainConfig, sources: Sequence[Source]) -> None:
     specs = get_tube_set(cfg.model.tubes)
     size, frames = cfg.data.size, cfg.data.frames
@@ -245,6 +261,11 @@ class Trainer:
                 raise ValueError(f"{ckpt_path} does not match the configured model ({str(err).splitlines()[0]}); "
                                  f"resume with the model options it was trained with (its config.yaml), "
                                  f"or start a new run in another --out directory") from None
+        self.preprocessing = _resolve_preprocessing(cfg, model, self.ckpt)
+        for s in self.sources:  # the datasets normalise with what the model's weights expect
+            for ds in (s.train, s.val):
+                if ds is not None:
+                    ds.mean, ds.std = self.preprocessing.mean, self.preprocessing.std
         self.model = model.to(self.info.device)
         net: nn.Module = self.model
         if cfg.compile:
@@ -344,6 +365,7 @@ class Trainer:
             "model_config": self.cfg.model.to_dict(),
             "config": self.cfg.to_dict(),
             "class_names": {s.name: list(s.classes) for s in self.sources},
+            "preprocessing": self.preprocessing.to_dict(),
             "step": self.step,
             "epoch": epoch,
             # Informational: the schedule is a pure function of (seed, micro-step), so resuming

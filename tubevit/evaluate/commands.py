@@ -4,43 +4,22 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
-from tubevit.evaluate.evaluator import DEFAULT_MAX_FAIL_FRACTION, PRECISIONS, autocast_context, evaluate
-from tubevit.evaluate.loading import LoadedModel, load_model
-from tubevit.evaluate.multiview import aggregate_views, check_aggregation
-from tubevit.model.precision import cast_for_inference
+from tubevit.evaluate.evaluator import DEFAULT_MAX_FAIL_FRACTION, evaluate
+from tubevit.evaluate.multiview import check_aggregation
+from tubevit.evaluate.predictor import Predictor, is_image_file
+from tubevit.evaluate.session import InferenceSession, resolve_device
 
 __all__ = ["clip_settings", "evaluate_checkpoint", "predict_files", "resolve_device"]
 
 
-def resolve_device(device: str | None) -> torch.device:
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def clip_settings(loaded: LoadedModel, *, frames=None, size=None, stride=None, fps=None, decoder=None) -> dict:
-    """Clip geometry for evaluation: the checkpoint's training config, overridden by what is given."""
-    d = loaded.data_config()
-    out = {
-        "frames": int(frames if frames else d.get("frames", 32)),
-        "size": int(size if size else d.get("size", 224)),
-        "stride": float(stride if stride else d.get("stride", 2.0)),
-        "fps": float(fps if fps is not None else d.get("fps", 0.0) or 0.0),
-        "decoder": decoder or d.get("decoder", "auto"),
-    }
-    out["fps"] = out["fps"] or None
-    return out
-
-
-def _default_head(loaded: LoadedModel) -> str:
-    video = (loaded.data_config().get("video") or {}) if isinstance(loaded.data_config().get("video"), dict) else {}
-    return video.get("name", "video")
+def clip_settings(session: InferenceSession, *, frames=None, size=None, stride=None, fps=None, decoder=None) -> dict:
+    """Clip geometry for evaluation: the model file's settings, overridden by what is given."""
+    c = session.clip_settings(frames=frames, size=size, stride=stride, fps=fps, decoder=decoder)
+    return {"frames": c.frames, "size": c.size, "stride": c.stride, "fps": c.fps, "decoder": c.decoder,
+            "mean": c.mean, "std": c.std}
 
 
 def _is_index_names(names: Sequence[str]) -> bool:
@@ -99,28 +78,35 @@ def evaluate_checkpoint(
     Everything that can be checked before decoding a video (checkpoint, list file, data root,
     class count, options) is checked first.
     """
-    from tubevit.data import VideoDataset, build_loader, read_annotations
+    from tubevit.data import ImageDataset, VideoDataset, build_loader, read_annotations
 
     check_aggregation(aggregation)
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     if clips < 1 or crops not in (1, 3):
         raise ValueError(f"--clips must be >= 1 and --crops 1 or 3, got {clips} and {crops}")
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
-    dev = resolve_device(device)
-    loaded = load_model(checkpoint, device=dev)
-    # bf16/fp16: cast the weights once (autocast alone re-casts every weight on every forward).
-    cast_for_inference(loaded.model, precision)
-    head = loaded.head(head, prefer=_default_head(loaded))
-    ckpt_names = loaded.classes[head]
+    session = InferenceSession(checkpoint, device=device, precision=precision, head=head,
+                               reader="tubevit eval --checkpoint")
+    dev = session.device
     samples, list_names = read_annotations(val_list, data_root, classes)
-    names = check_classes(samples, list_names, ckpt_names, list_path=val_list, head=head)
-    geo = clip_settings(loaded, frames=frames, size=size, stride=stride, fps=fps, decoder=decoder)
-    dataset = VideoDataset(
-        samples, data_root, frames=geo["frames"], stride=geo["stride"], fps=geo["fps"], size=geo["size"],
-        train=False, clips=clips, crops=crops, decoder=geo["decoder"], class_names=names, name=head,
-    )
+    # Images (an ImageFolder tree or a list of image files) go through the 2D tube alone, exactly
+    # as the trainer's image validation; videos through every tube with clips x crops views.
+    kind = "image" if samples and all(is_image_file(p) for p, _ in samples[:50]) else "video"
+    head = session.head_for(kind)
+    names = check_classes(samples, list_names, session.class_names(head), list_path=val_list, head=head)
+    geo = clip_settings(session, frames=frames, size=size, stride=stride, fps=fps, decoder=decoder)
+    if kind == "image":
+        if session.model.tokenizer.image_tube is None:
+            raise ValueError(f"{val_list} holds images but this model's tube set has no 2D tube to take them")
+        clips = 1
+        dataset = ImageDataset(samples, data_root, size=geo["size"], train=False, crops=crops, mean=geo["mean"],
+                               std=geo["std"], class_names=names, name=head)
+    else:
+        dataset = VideoDataset(
+            samples, data_root, frames=geo["frames"], stride=geo["stride"], fps=geo["fps"], size=geo["size"],
+            train=False, clips=clips, crops=crops, decoder=geo["decoder"], mean=geo["mean"], std=geo["std"],
+            class_names=names, name=head,
+        )
     loader = build_loader(dataset, batch_size=batch_size, workers=workers, shuffle=False)
     bar = None
     if progress:
@@ -129,7 +115,7 @@ def evaluate_checkpoint(
         bar = tqdm(total=len(dataset) * dataset.views, unit="view", file=sys.stderr, desc="eval", leave=False)
     try:
         result = evaluate(
-            loaded.model, loader, head=head, aggregation=aggregation, precision=precision, device=dev,
+            session.model, loader, head=head, aggregation=aggregation, precision=precision, device=dev,
             max_fail_fraction=max_fail_fraction, view_batch=view_batch, expected_views=dataset.views,
             progress=bar.update if bar is not None else None,
         )
@@ -137,7 +123,7 @@ def evaluate_checkpoint(
         if bar is not None:
             bar.close()
     result.update(
-        checkpoint=str(checkpoint), head=head, classes=list(names), clips=clips, crops=crops,
+        checkpoint=str(checkpoint), head=head, kind=kind, classes=list(names), clips=clips, crops=crops,
         frames=geo["frames"], size=geo["size"], stride=geo["stride"], fps=geo["fps"], device=str(dev),
         per_class_named={n: a for n, a in zip(names, result["per_class"])},
     )
@@ -170,94 +156,18 @@ def _jsonable(x):
     return x
 
 
-def predict_files(
-    checkpoint,
-    files: Sequence,
-    *,
-    topk: int = 5,
-    clips: int = 4,
-    crops: int = 3,
-    aggregation: str = "mean_logits",
-    precision: str = "fp32",
-    head: str | None = None,
-    frames: int | None = None,
-    size: int | None = None,
-    stride: float | None = None,
-    fps: float | None = None,
-    decoder: str | None = None,
-    device: str | None = "auto",
-    view_batch: int | None = None,
-) -> dict:
-    """Top-k classes with probabilities for each video file; an unreadable file is reported
-    (``ok: False`` with the reason) and counted in ``failed``, the others still run."""
-    from tubevit.data import VideoDataset, probe
-    from tubevit.data.decode import VideoDecodeError
-
-    check_aggregation(aggregation)
-    if topk < 1:
-        raise ValueError(f"--topk must be >= 1, got {topk}")
-    if not files:
-        raise ValueError("give at least one video file")
-    dev = resolve_device(device)
-    t_load = time.perf_counter()
-    loaded = load_model(checkpoint, device=dev)
-    # bf16/fp16: cast the weights once (autocast alone re-casts every weight on every forward).
-    cast_for_inference(loaded.model, precision)
-    head = loaded.head(head, prefer=_default_head(loaded))
-    names = loaded.classes[head]
-    geo = clip_settings(loaded, frames=frames, size=size, stride=stride, fps=fps, decoder=decoder)
-    samples = [(str(Path(f).absolute()), -1) for f in files]
-    dataset = VideoDataset(
-        samples, "/", frames=geo["frames"], stride=geo["stride"], fps=geo["fps"], size=geo["size"], train=False,
-        clips=clips, crops=crops, decoder=geo["decoder"], class_names=names, name=head,
-    )
-    load_s = time.perf_counter() - t_load
-    k = min(topk, len(names))
-    predictions, failed = [], 0
-    for i, f in enumerate(files):
-        entry = {"file": str(f)}
-        t0 = time.perf_counter()
-        try:
-            probe(samples[i][0])
-            item = dataset.get(i)
-            reason = "could not be decoded"
-        except VideoDecodeError as err:
-            item, reason = None, err.reason
-        except (OSError, ValueError, RuntimeError) as err:
-            item, reason = None, f"{type(err).__name__}: {err}"
-        decode_s = time.perf_counter() - t0
-        if item is None:
-            failed += 1
-            predictions.append({**entry, "ok": False, "error": reason, "decode_s": round(decode_s, 4)})
-            continue
-        views = item["video"]
-        t1 = time.perf_counter()
-        outs = []
-        with torch.inference_mode():
-            step = view_batch or views.shape[0]
-            for s in range(0, views.shape[0], step):
-                x = views[s : s + step].to(dev)
-                with autocast_context(dev, precision):
-                    outs.append(loaded.model(x, head=head).float().cpu())
-        if dev.type == "cuda":
-            torch.cuda.synchronize(dev)
-        model_s = time.perf_counter() - t1
-        logits = torch.cat(outs)
-        agg = aggregate_views([0] * logits.shape[0], item["view"], logits, aggregation=aggregation,
-                              expected_views=dataset.views, missing="error")
-        probs = agg.probs[0]
-        top = probs.topk(k)
-        predictions.append({
-            **entry, "ok": True,
-            "topk": [{"class": names[j], "index": int(j), "prob": float(p)} for p, j in zip(top.values.tolist(), top.indices.tolist())],
-            "views": int(logits.shape[0]),
-            "decode_s": round(decode_s, 4),
-            "model_s": round(model_s, 4),
-        })
+def predict_files(checkpoint, files: Sequence, **options) -> dict:
+    """``tubevit predict``: top-k classes for each video or image file (folders expanded) with
+    :class:`tubevit.Predictor`; an unreadable file is reported (``ok: False`` with the reason) and
+    counted in ``failed``, the others still run. ``options`` are the Predictor's."""
+    predictor = Predictor(checkpoint, **options)
+    predictions = predictor.predict(list(files))
+    c = predictor.clip
     return {
-        "checkpoint": str(checkpoint), "head": head, "aggregation": aggregation, "clips": clips, "crops": crops,
-        "frames": geo["frames"], "size": geo["size"], "device": str(dev), "files": len(files), "failed": failed,
-        "load_s": round(load_s, 4),
+        "checkpoint": str(checkpoint), "aggregation": predictor.aggregation, "clips": predictor.clips,
+        "crops": predictor.crops, "frames": c.frames, "size": c.size, "mean": list(c.mean), "std": list(c.std),
+        "device": str(predictor.session.device), "files": len(predictions),
+        "failed": sum(not p["ok"] for p in predictions), "load_s": round(predictor.load_s, 4),
         "decode_s": round(sum(p["decode_s"] for p in predictions), 4),
         "model_s": round(sum(p.get("model_s", 0.0) for p in predictions), 4),
         "predictions": predictions,

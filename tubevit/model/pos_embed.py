@@ -46,6 +46,17 @@ def sincos_from_centres(centres: torch.Tensor, dim: int, tau: float = 10000.0, z
     return torch.nn.functional.pad(emb, (0, dim - 6 * k))
 
 
+def _cacheable(table: torch.Tensor) -> bool:
+    """Only a plain eager tensor may be kept. Under ``torch.export`` / ``torch.onnx.export`` (fake
+    or functional tensors) or ``torch.compile`` (graph values) the table is a stand-in valid only
+    inside that trace; caching it would make every later eager forward return a FakeTensor."""
+    if type(table) is not torch.Tensor:  # FakeTensor, FunctionalTensor and other subclasses
+        return False
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return False
+    return not torch._C._functorch.is_functorch_wrapped_tensor(table)
+
+
 class PositionCache:
     """Computes the embedding for an input shape once and keeps it per (shape, device, dtype).
 
@@ -65,9 +76,10 @@ class PositionCache:
             return hit
         centres = torch.tensor(centres_fn(), dtype=torch.float64)
         table = sincos_from_centres(centres, self.dim, self.tau, self.zero_fill).to(device=device, dtype=dtype)
-        self._cache[full_key] = table
-        if len(self._cache) > self.max_entries:
-            self._cache.popitem(last=False)
+        if _cacheable(table):
+            self._cache[full_key] = table
+            if len(self._cache) > self.max_entries:
+                self._cache.popitem(last=False)
         return table
 
     def clear(self) -> None:
