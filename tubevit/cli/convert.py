@@ -1,4 +1,7 @@
-"""`tubevit convert`: an image-ViT checkpoint (timm, Hugging Face, Google .npz) -> TubeViT .safetensors."""
+"""`tubevit convert`: an image-ViT checkpoint (timm, Hugging Face, Google .npz; a file or a
+save_pretrained folder) -> TubeViT .safetensors with the tubevit schema (model config, class
+names, the source's mean/std). Keys the model does not have are refused by name before anything
+is written."""
 
 from __future__ import annotations
 
@@ -13,9 +16,10 @@ HELP = "convert an image ViT (timm / Hugging Face .safetensors|.pth|.bin, Google
 
 
 def add_arguments(p) -> None:
-    p.add_argument("src", help="image-ViT checkpoint; the format is detected from its keys")
-    p.add_argument("--model", default="tubevit_base", choices=list_models(),
-                   help="TubeViT preset of the checkpoint's size (ViT-B/16 -> tubevit_base)")
+    p.add_argument("src", help="image-ViT checkpoint file or Hugging Face folder; the format is detected from its keys")
+    p.add_argument("--model", default=None, choices=list_models(),
+                   help="TubeViT preset of the checkpoint's size (default: from the folder's config.json, else "
+                        "from the weights' shapes: ViT-B/16 -> tubevit_base)")
     p.add_argument("--out", required=True, metavar="DST.safetensors")
     p.add_argument("--tubes", default=None, choices=sorted(TUBE_SETS), help="tube set (default: the preset's, 'paper')")
     p.add_argument("--tokenizer", default=None, choices=TOKENIZERS, help="default: s2d, the paper's main model")
@@ -33,5 +37,6 @@ def run(args) -> int:
     print(f"{r['source_format']} -> {r['model']} ({r['tokenizer']} tokenizer, {r['inflate']} inflation): "
           f"{r['tensors']} tensors ({r['copied']} copied, {len(r['derived'])} derived from the patch kernel); "
           f"new at load: {r['new_keys']}")
+    print(f"input normalisation mean {r['mean']} std {r['std']} (travels with the weights)")
     print(f"wrote {r['out']}")
     return 0
