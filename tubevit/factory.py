@@ -17,7 +17,7 @@ from tubevit.io import build_model, read_model_file
 from tubevit.model.presets import preset_config
 from tubevit.model.tubevit import TubeViT
 
-__all__ = ["create_model", "from_pretrained"]
+__all__ = ["create_model", "from_pretrained", "model_for_run"]
 
 
 def create_model(
@@ -73,3 +73,22 @@ def from_pretrained(path, *, device: str | torch.device | None = None) -> TubeVi
     reader = "tubevit.from_pretrained"
     model = build_model(read_model_file(path, reader=reader), reader=reader)
     return model.to(device) if device is not None else model
+
+
+def model_for_run(model_cfg, *, preset: str, init_from: str = "", inflate: str = "central",
+                  scale_from: str = "") -> TubeViT:
+    """The initial model of a training run: ``TubeViT(model_cfg)``, loaded from ``init_from``
+    (any file ``create_model(pretrained=)`` takes), or with ``scale_from`` the §3.6 scaled model
+    (``tubevit.convert.scaling.scaled_model``: the small model's tubes, ``init_from``'s blocks).
+    The trainer calls this and only receives a model."""
+    if scale_from:
+        from tubevit.convert.scaling import scaled_model
+
+        return scaled_model(scale_from, init_from, model_cfg, preset=preset,
+                            where=f"--scale-from {scale_from} --init-from {init_from} --model {preset}")
+    model = TubeViT(model_cfg)  # model.freeze_until / gate_layer (§3.6) act inside the model
+    if init_from:
+        from tubevit.convert.image_vit import load_pretrained
+
+        load_pretrained(model, init_from, inflate=inflate, reader="tubevit train --init-from")
+    return model

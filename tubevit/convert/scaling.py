@@ -205,3 +205,35 @@ def scale_up(
              f"at block {freeze_until}" + (" (per channel)" if per_channel_gate else "") if gate else "off",
              trained / 1e6, sum(p.numel() for p in model.parameters()) / 1e6)
     return model
+
+
+# Set by scale_up from the small model (tubes, tokenizer) or from freeze_until (the gate).
+_SCALE_OWN = ("tubes", "tokenizer", "freeze_until", "gate_layer", "gate_per_channel", "grad_checkpointing")
+
+
+def scaled_model(small, large, model_cfg: ModelConfig, *, preset: str, where: str = "") -> TubeViT:
+    """``scale_up(small, large)`` at the size of ``preset`` with ``model_cfg``'s other fields
+    (width, depth, heads, dropout, class counts, ...; its ``freeze_until`` is the first trained
+    block, ``gate_layer`` None for no gate). Errors are ``ValueError`` prefixed by ``where`` (the
+    flags that asked for it)."""
+    m = model_cfg
+    where = f"{where}: " if where else ""
+    try:
+        small = load_small(small, reader="tubevit train --scale-from")
+    except ConversionError as err:
+        raise ValueError(f"{where}{err}") from None
+    if small.cfg.width >= m.width:
+        raise ValueError(f"{where}the small model's width {small.cfg.width} is not below the model's width "
+                         f"{m.width}; image-to-video scaling widens a smaller TubeViT (e.g. B -> --model "
+                         f"tubevit_large or tubevit_huge)")
+    if not 0 <= m.freeze_until < m.depth:
+        raise ValueError(f"{where}--freeze-until {m.freeze_until} must be a block index below the depth {m.depth}")
+    overrides = {k: v for k, v in m.to_dict().items() if k not in _SCALE_OWN}
+    try:
+        model = scale_up(small, large, freeze_until=m.freeze_until, gate=m.gate_layer is not None,
+                         per_channel_gate=m.gate_per_channel, large_model=preset, **overrides)
+    except ConversionError as err:
+        raise ValueError(f"{where}{err}") from None
+    model.set_grad_checkpointing(m.grad_checkpointing)
+    model.cfg.grad_checkpointing = m.grad_checkpointing
+    return model

@@ -124,57 +124,20 @@ def build_sources(cfg: TrainConfig) -> list[Source]:
 
 
 def build_model(cfg: TrainConfig, *, weights: bool = True) -> TubeViT:
-    """The model of a run, from ``cfg.model`` (heads already set from the data).
-
-    One function so that initialisation from pretrained weights and layer freezing hook in here;
-    the optimizer takes only parameters with ``requires_grad``. With ``cfg.scale_from`` the model
-    is the scaled one of §3.6 (:func:`_scaled_model`) and ``cfg.model`` becomes its config (its
-    tubes carry new space-to-depth factors), so that config.yaml and checkpoints rebuild it.
+    """The model of a run, from ``cfg.model`` (heads already set from the data), built by
+    :func:`tubevit.factory.model_for_run`: initialised from ``--init-from`` and, with
+    ``--scale-from``, the scaled model of §3.6 built by ``tubevit.convert`` (the trainer only
+    receives a model). With scaling ``cfg.model`` becomes the scaled model's config (its tubes
+    carry new space-to-depth factors), so that config.yaml and checkpoints rebuild it.
     ``weights=False`` builds the architecture only and reads neither file (resume: the checkpoint
-    holds the weights).
+    holds the weights). The optimizer takes only parameters with ``requires_grad``.
     """
+    from tubevit.factory import model_for_run
+
+    model = model_for_run(cfg.model, preset=cfg.preset, init_from=cfg.init_from if weights else "",
+                          inflate=cfg.init_inflate, scale_from=cfg.scale_from if weights else "")
     if cfg.scale_from and weights:
-        model = _scaled_model(cfg)
         cfg.model = ModelConfig.from_dict(model.cfg.to_dict())
-        return model
-    model = TubeViT(cfg.model)  # model.freeze_until / gate_layer (§3.6) act inside the model
-    if cfg.init_from and weights:
-        from tubevit.convert.image_vit import load_pretrained
-
-        load_pretrained(model, cfg.init_from, inflate=cfg.init_inflate, reader="tubevit train --init-from")
-    return model
-
-
-# Set by scale_up from the small model (tubes, tokenizer) or from freeze_until (the gate).
-_SCALE_OWN = ("tubes", "tokenizer", "freeze_until", "gate_layer", "gate_per_channel", "grad_checkpointing")
-
-
-def _scaled_model(cfg: TrainConfig) -> TubeViT:
-    """``scale_up(scale_from, init_from)`` at the size of ``cfg.preset`` with ``cfg.model``'s other
-    fields (width, depth, heads, dropout, class counts, ...); errors name the flags."""
-    from tubevit.convert.formats import ConversionError
-    from tubevit.convert.scaling import load_small, scale_up
-
-    m = cfg.model
-    where = f"--scale-from {cfg.scale_from} --init-from {cfg.init_from} --model {cfg.preset}"
-    try:
-        small = load_small(cfg.scale_from, reader="tubevit train --scale-from")
-    except ConversionError as err:
-        raise ValueError(f"{where}: {err}") from None
-    if small.cfg.width >= m.width:
-        raise ValueError(f"{where}: the small model's width {small.cfg.width} is not below the model's width "
-                         f"{m.width}; image-to-video scaling widens a smaller TubeViT (e.g. B -> --model "
-                         f"tubevit_large or tubevit_huge)")
-    if not 0 <= m.freeze_until < m.depth:
-        raise ValueError(f"{where}: --freeze-until {m.freeze_until} must be a block index below the depth {m.depth}")
-    overrides = {k: v for k, v in m.to_dict().items() if k not in _SCALE_OWN}
-    try:
-        model = scale_up(small, cfg.init_from, freeze_until=m.freeze_until, gate=m.gate_layer is not None,
-                         per_channel_gate=m.gate_per_channel, large_model=cfg.preset, **overrides)
-    except ConversionError as err:
-        raise ValueError(f"{where}: {err}") from None
-    model.set_grad_checkpointing(m.grad_checkpointing)
-    model.cfg.grad_checkpointing = m.grad_checkpointing
     return model
 
 
