@@ -25,7 +25,31 @@ import numpy as np
 import torch
 
 from tubevit.data import datasets as D
-from tubevit.data.bench import decode_range_raw, make_long_clip
+from tubevit.data.bench import make_long_clip
+
+try:
+    from tubevit.data.bench import decode_range_raw
+except ImportError:  # running against an older checkout (the "before" column): the same function
+    import av
+
+    def decode_range_raw(path, indices, *, threads=1):
+        from tubevit.data.decode import probe as _probe
+
+        info = _probe(path)
+        first, last = int(min(indices)), int(max(indices))
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            stream.thread_type = "AUTO"
+            stream.codec_context.thread_count = threads
+            tb, start = stream.time_base, stream.start_time or 0
+            if first > 0:
+                container.seek(start + int(first / info.fps / tb), stream=stream, backward=True, any_frame=False)
+            n = 0
+            for frame in container.decode(stream):
+                n += 1
+                if frame.pts is not None and float((frame.pts - start) * tb) >= (last + 0.5) / info.fps:
+                    break
+        return n
 from tubevit.data.transforms import RandAugment
 
 STAGES = {"decode_frames": "decode", "to_float": "convert", "to_planes": "convert",

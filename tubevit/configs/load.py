@@ -157,7 +157,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.log_every >= 1, "log_every must be >= 1")
     need(cfg.ckpt_every >= 0 and cfg.eval.every >= 0, "ckpt_every and eval.every must be >= 0")
     need(cfg.data.frames >= 1 and cfg.data.size >= 1, "data.frames and data.size must be >= 1")
-    need(cfg.data.workers >= 0, "data.workers must be >= 0 (--workers)")
+    need(cfg.data.workers >= -1, "data.workers must be >= 0, or -1 to choose from the machine (--workers)")
     if cfg.scale_from:
         need(bool(cfg.init_from),
              f"scale_from {cfg.scale_from!r} needs the large image ViT whose blocks the scaled model takes: "

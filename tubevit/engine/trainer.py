@@ -16,6 +16,7 @@ bits).
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import signal
@@ -45,6 +46,7 @@ from tubevit.engine.step import TrainStep
 from tubevit.model.config import ModelConfig
 from tubevit.model.tubes import check_fits, get_tube_set
 from tubevit.model.tubevit import TubeViT
+from tubevit.model.precision import cast_for_inference, compute_dtype
 
 __all__ = ["NonFiniteLoss", "Source", "Trainer", "build_model", "build_sources", "train"]
 
@@ -386,6 +388,10 @@ class Trainer:
 
         cfg = self.cfg
         eval_net = self.net if cfg.fsdp else self.model
+        if not cfg.fsdp and compute_dtype(cfg.precision) != torch.float32:
+            # One low-precision copy per validation: under autocast alone every forward re-casts
+            # every fp32 weight (the training weights must stay fp32, so they are not cast in place).
+            eval_net = cast_for_inference(copy.deepcopy(self.model), cfg.precision)
         results = {}
         for s in self.sources:
             if s.val is None:

@@ -15,6 +15,20 @@ from tubevit.evaluate.loading import LoadedModel, load_model
 from tubevit.evaluate.multiview import aggregate_views, check_aggregation
 from tubevit.model.precision import cast_for_inference
 
+
+def _set_threads(workers: int, device) -> None:
+    """Torch threads = the cores the loader workers leave (tubevit.data.loader.plan_cpu). On a
+    shared 2-core machine two OpenMP threads next to two busy workers made a 200-video tiny
+    evaluation 5x slower than one thread (docs/BENCHMARKS.md, Evaluation). OMP_NUM_THREADS wins."""
+    import os
+
+    import torch
+
+    from tubevit.data.loader import plan_cpu
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(plan_cpu(workers, device_type=torch.device(device).type)[1])
+
 __all__ = ["clip_settings", "evaluate_checkpoint", "predict_files", "resolve_device"]
 
 
@@ -109,6 +123,7 @@ def evaluate_checkpoint(
     if batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     dev = resolve_device(device)
+    _set_threads(workers, dev)
     loaded = load_model(checkpoint, device=dev)
     # bf16/fp16: cast the weights once (autocast alone re-casts every weight on every forward).
     cast_for_inference(loaded.model, precision)
