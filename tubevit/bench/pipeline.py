@@ -97,7 +97,7 @@ def make_videos(spec: PipelineSpec, folder: Path) -> tuple[list[Path], str]:
 
         root = Path(spec.data_root) if spec.data_root else Path(spec.train_list).parent
         samples, _ = read_annotations(spec.train_list, root)
-        paths = [Path(rel) if Path(rel).is_absolute() else root / rel for rel, _ in samples]
+        paths = [Path(rel) if Path(rel).is_absolute() else (root / rel).resolve() for rel, _ in samples]
         return paths, f"list {spec.train_list}: {len(paths)} files under {root}"
     folder.mkdir(parents=True, exist_ok=True)
     if spec.data == "long":
