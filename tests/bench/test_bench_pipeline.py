@@ -59,3 +59,25 @@ def test_cli_json(tmp_path, capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [(r["row"], r["workers"]) for r in rows] == [("memory", None), ("loader", 0), ("fed", 0)]
     assert all(r["clips_per_s"] > 0 for r in rows)
+
+
+def test_cli_own_train_list(tmp_path, capsys):
+    from tubevit.data.synthetic import make_synthetic_data
+
+    make_synthetic_data(tmp_path / "d", num_classes=2, videos_per_class=3, images_per_class=1, frames=40, size=64)
+    listing = tmp_path / "d" / "videos" / "train.txt"
+    # a wrong root: nothing decodes, one clear error (not a KeyError from an empty batch)
+    assert main(["bench", "pipeline", "--train-list", str(listing), "--data-root", str(listing.parent), "--size", "64",
+                 "--frames", "16", "--batch-size", "1", "--steps", "1", "--repeats", "1", "--workers", "0",
+                 "--json"]) == 2
+    assert "--data-root" in capsys.readouterr().err
+    rc = main(["bench", "pipeline", "--train-list", str(listing), "--data-root", str(tmp_path / "d"), "--size", "64",
+               "--frames", "24", "--fps", "15", "--batch-size", "1", "--steps", "1", "--repeats", "1", "--workers",
+               "1", "--threads", "1", "--json"])
+    assert rc == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["row"], r["workers"]) for r in rows] == [("memory", None), ("loader", 1), ("fed", 1)]
+    assert rows[0]["data"].startswith(f"list {listing}") and rows[0]["fps"] == 15
+    assert rows[0]["input_shape"] == [1, 3, 24, 64, 64]
+    assert rows[2]["limited_by"] in ("loader", "shared cores", "step")
+    assert main(["bench", "pipeline", "--train-list", str(tmp_path / "nope.txt"), "--json"]) == 2

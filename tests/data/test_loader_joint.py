@@ -134,3 +134,19 @@ def test_joint_loader_validates():
     loaders = {"a": build_loader(Toy(4), batch_size=2, shuffle=False)}
     with pytest.raises(ValueError, match="same sources"):
         JointLoader(loaders, {"b": 1.0}, seed=0)
+
+
+def test_plan_cpu_splits_cores_between_loader_and_step():
+    from tubevit.data.loader import plan_cpu
+
+    # 2-core CPU machine: one worker, one torch thread (the pipeline benchmark's setting)
+    assert plan_cpu(-1, device_type="cpu", cores=2) == (1, 1)
+    assert plan_cpu(-1, device_type="cpu", cores=16) == (8, 8)
+    assert plan_cpu(-1, device_type="cpu", cores=1) == (0, 1)  # nothing to spare: load in-process
+    # GPU host with 8 ranks on 96 cores: 12 each, 11 decode, 1 launches kernels
+    assert plan_cpu(-1, device_type="cuda", processes_per_host=8, cores=96) == (11, 1)
+    # two sources share the budget; explicit counts are kept and torch gets what is left
+    assert plan_cpu(-1, device_type="cuda", cores=12, sources=2) == (5, 2)
+    assert plan_cpu(3, device_type="cpu", cores=16) == (3, 13)
+    assert plan_cpu(0, device_type="cpu", cores=4) == (0, 4)
+    assert plan_cpu(8, device_type="cpu", cores=4) == (8, 1)

@@ -174,3 +174,23 @@ def test_distributed_two_processes_match_one(tiny_data, tiny_ckpt, tmp_path):
         assert r["videos"] == 8 and r["skipped"] == 1
         assert r["top1"] == pytest.approx(ref["top1"]) and r["confusion"] == ref["confusion"]
         assert r["total_views"] >= ref["total_views"]
+
+
+def test_views_are_batched_across_videos_and_loader_batches(tiny_data, tiny_model):
+    """A 1-view evaluation with 2 videos per loader batch forwards chunks of view_batch views
+    taken across videos, with the same per-video scores as one video at a time."""
+    ds = _dataset(tiny_data, clips=1, crops=1)
+    model = tiny_model()
+    sizes = []
+    hook = model.register_forward_hook(lambda m, i, o: sizes.append(int(i[0].shape[0])))
+    r = evaluate(model, build_loader(ds, batch_size=2, shuffle=False), max_fail_fraction=0.2, view_batch=3)
+    assert sizes == [3, 3, 2]  # 8 readable videos, 1 view each: 3 + 3 + 2 across loader batches of 2
+    sizes.clear()
+    default = evaluate(model, build_loader(ds, batch_size=2, shuffle=False), max_fail_fraction=0.2)
+    assert sizes == [8]  # default chunk (32 views) gathers every loader batch
+    sizes.clear()
+    one = evaluate(model, build_loader(ds, batch_size=1, shuffle=False), max_fail_fraction=0.2, view_batch=1)
+    hook.remove()
+    assert sizes == [1] * 8
+    assert r["confusion"] == default["confusion"] == one["confusion"]
+    assert r["top1"] == one["top1"] and r["videos"] == one["videos"] == 8 and r["skipped"] == 1

@@ -70,6 +70,9 @@ class PipelineSpec:
     seconds: float = 10  # length of the long clips
     randaugment: bool = True
     data_dir: str | None = None  # reuse or keep the written files here (default: a temporary folder)
+    train_list: str | None = None  # a user's own annotation file (any supported format) instead of `data`
+    data_root: str | None = None  # what train_list's paths are relative to (default: its folder)
+    fps: float | None = None  # sample clips at this rate (as data.fps) instead of `stride`
     overrides: dict | None = None  # ModelConfig overrides, e.g. {"depth": 2} for tests
 
     def check(self) -> None:
@@ -79,6 +82,8 @@ class PipelineSpec:
             raise ValueError(f"unknown precision {self.precision!r}; choose fp32, bf16 or fp16")
         if not self.workers or min(self.workers) < 0:
             raise ValueError(f"workers must be a non-empty list of counts >= 0, got {self.workers}")
+        if self.train_list and not Path(self.train_list).is_file():
+            raise FileNotFoundError(f"--train-list {self.train_list} not found; pass your annotation file")
         if self.steps < 1 or self.repeats < 1 or self.batch < 1 or self.videos < 1:
             raise ValueError("steps, repeats, batch and videos must be at least 1")
 
@@ -86,7 +91,15 @@ class PipelineSpec:
 # --------------------------------------------------------------------------- data
 
 def make_videos(spec: PipelineSpec, folder: Path) -> tuple[list[Path], str]:
-    """Write (or reuse) the benchmark's video files; returns their paths and a description."""
+    """Write (or reuse) the benchmark's video files; returns their paths and a description.
+    With ``train_list``: the listed files (nothing is written)."""
+    if spec.train_list:
+        from tubevit.data.datasets import read_annotations
+
+        root = Path(spec.data_root) if spec.data_root else Path(spec.train_list).parent
+        samples, _ = read_annotations(spec.train_list, root)
+        paths = [Path(rel) if Path(rel).is_absolute() else (root / rel).resolve() for rel, _ in samples]
+        return paths, f"list {spec.train_list}: {len(paths)} files under {root}"
     folder.mkdir(parents=True, exist_ok=True)
     if spec.data == "long":
         from tubevit.data.bench import make_long_clip
@@ -117,8 +130,8 @@ def build_dataset(spec: PipelineSpec, paths: list[Path]):
 
     n = (1 + spec.steps) * spec.batch
     samples = [(str(paths[i % len(paths)]), i % 2) for i in range(n)]
-    return VideoDataset(samples, paths[0].parent, frames=spec.frames, stride=spec.stride, size=spec.size,
-                        train=True, randaugment=RandAugment(2, 10) if spec.randaugment else None)
+    return VideoDataset(samples, paths[0].parent, frames=spec.frames, stride=spec.stride, fps=spec.fps,
+                        size=spec.size, train=True, randaugment=RandAugment(2, 10) if spec.randaugment else None)
 
 
 # --------------------------------------------------------------------------- rows
@@ -183,6 +196,9 @@ def run_pipeline_benchmark(spec: PipelineSpec, progress: Callable[[str], None] |
             f"x{spec.size}, {spec.precision})")
         held = next(iter(loaders[0] if 0 in loaders else build_loader(dataset, batch_size=spec.batch, workers=0,
                                                                      shuffle=True, seed=0)))
+        if "video" not in held:
+            raise ValueError(f"no video of the first batch could be read ({data_desc}); check --data-root "
+                             f"(the directory the listed paths are relative to) and the warnings above")
         shape = tuple(held["video"].shape)
         step(held)  # oneDNN builds its kernels on the first step
 
@@ -232,7 +248,7 @@ def run_pipeline_benchmark(spec: PipelineSpec, progress: Callable[[str], None] |
             rec["limited_by"] = ("loader" if alone < mem_sps
                                  else "shared cores" if rec["batches_per_s"] < 0.9 * min(alone, mem_sps) else "step")
     common = dict(model=spec.model, precision=spec.precision, batch=spec.batch, frames=spec.frames, size=spec.size,
-                  input_shape=list(shape), stride=spec.stride, randaugment=spec.randaugment, data=data_desc,
+                  input_shape=list(shape), stride=spec.stride, fps=spec.fps, randaugment=spec.randaugment, data=data_desc,
                   steps=spec.steps, repeats=spec.repeats, threads=torch.get_num_threads(), cores=info["cores"],
                   device=info["device"], torch=info["torch"])
     return [{**rec, **common} for rec in out]
@@ -247,7 +263,8 @@ def format_rows(rows: list[dict]) -> str:
     r0 = rows[0]
     lines = [f"{r0['model']} {r0['precision']}  input {'x'.join(map(str, r0['input_shape']))}  "
              f"{r0['device']}  threads {r0['threads']}  torch {r0['torch']}",
-             f"data {r0['data']}; clip {r0['frames']} frames at stride {r0['stride']:g}, "
+             f"data {r0['data']}; clip {r0['frames']} frames at "
+             f"{'%g fps' % r0['fps'] if r0.get('fps') else 'stride %g' % r0['stride']}, "
              f"RandAugment {'on' if r0['randaugment'] else 'off'}; "
              f"median of {r0['repeats']} interleaved rounds of {r0['steps']} steps"]
     head = ("row", "workers", "steps/s", "batches/s", "clips/s", "best", "ms/batch", "x memory")
@@ -291,6 +308,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seconds", type=float, default=10, help="length of the long clips (default 10)")
     parser.add_argument("--no-randaugment", action="store_true", help="train transforms without RandAugment")
     parser.add_argument("--data-dir", help="write (or reuse) the videos here instead of a temporary folder")
+    parser.add_argument("--train-list", help="your own annotation file (list/CSV/Kinetics/SSv2) instead of --data")
+    parser.add_argument("--data-root", help="directory the --train-list paths are relative to (default: its folder)")
+    parser.add_argument("--fps", type=float, help="sample clips at this frame rate (as data.fps) instead of --stride")
     parser.add_argument("--json", action="store_true", help="print a JSON list, one object per row")
 
 
@@ -299,7 +319,8 @@ def spec_from_args(args) -> PipelineSpec:
     return PipelineSpec(model=args.model, frames=args.frames, size=args.size, stride=args.stride,
                         batch=args.batch_size, workers=workers, steps=args.steps, repeats=args.repeats,
                         precision=args.precision, threads=args.threads, data=args.data, videos=args.videos,
-                        seconds=args.seconds, randaugment=not args.no_randaugment, data_dir=args.data_dir)
+                        seconds=args.seconds, randaugment=not args.no_randaugment, data_dir=args.data_dir,
+                        train_list=args.train_list, data_root=args.data_root, fps=args.fps)
 
 
 def main(args) -> int:

@@ -54,8 +54,9 @@ class DataConfig:
     fps: float = 0.0
     # Square crop size (§5: 224).
     size: int = 224
-    # DataLoader worker processes per rank.
-    workers: int = 4
+    # DataLoader worker processes per source and rank; -1 = from the machine (tubevit.data.loader
+    # .plan_cpu: the cores left to the step; per GPU with torchrun). Torch threads get the rest.
+    workers: int = -1
     # Video decoder: auto | pyav | torchcodec | decord.
     decoder: str = "auto"
     # Where training RandAugment and normalisation of clips run: worker (loader processes, float

@@ -147,3 +147,26 @@ def format_rows(rows: list[BenchRow]) -> str:
             f"| {r.speedup:.1f}x | {r.speedup_fair:.1f}x |"
         )
     return "\n".join(lines)
+
+
+def decode_range_raw(path, indices, *, threads: int = 1) -> int:
+    """FFmpeg's own cost for a clip: seek to the key frame before the first index and decode up to
+    the last one, converting nothing (the floor any RGB decoder of that range is measured against).
+    Returns the number of frames decoded."""
+    from tubevit.data.decode import probe as _probe
+
+    info = _probe(path)
+    first, last = int(min(indices)), int(max(indices))
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        stream.codec_context.thread_count = threads
+        tb, start = stream.time_base, stream.start_time or 0
+        if first > 0:
+            container.seek(start + int(first / info.fps / tb), stream=stream, backward=True, any_frame=False)
+        n = 0
+        for frame in container.decode(stream):
+            n += 1
+            if frame.pts is not None and float((frame.pts - start) * tb) >= (last + 0.5) / info.fps:
+                break
+    return n

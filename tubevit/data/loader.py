@@ -21,9 +21,39 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-__all__ = ["FailureCounter", "ShardedSampler", "build_loader", "collate", "item_seed"]
+__all__ = ["FailureCounter", "ShardedSampler", "build_loader", "collate", "item_seed", "plan_cpu", "usable_cores"]
 
 log = logging.getLogger(__name__)
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity; a container's limit shows here)."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def plan_cpu(workers: int, *, device_type: str, processes_per_host: int = 1, sources: int = 1,
+             cores: int | None = None) -> tuple[int, int]:
+    """``(loader workers per source, torch threads)`` for one training process.
+
+    The host's cores are split evenly between the training processes on it (one per GPU with
+    torchrun). ``workers < 0`` chooses: on a GPU the step needs about one core to launch kernels,
+    so every other core decodes; on a CPU the step and the loader share the cores, half each
+    (the pipeline benchmark's fed/memory fraction is highest there on the 2-core reference
+    machine). Torch gets the cores the workers leave (at least 1): each worker is one busy
+    process (one FFmpeg thread, one torch thread), so more intra-op threads would only
+    oversubscribe. An explicit ``workers`` is kept as given."""
+    cores = cores if cores is not None else usable_cores()
+    per_proc = max(1, cores // max(1, processes_per_host))
+    if workers < 0:
+        budget = per_proc - 1 if device_type == "cuda" else per_proc // 2
+        workers = max(1, budget // max(1, sources)) if per_proc > 1 else 0
+    threads = max(1, per_proc - workers * max(1, sources))
+    return workers, threads
 
 
 def item_seed(seed: int, epoch: int, index: int) -> int:

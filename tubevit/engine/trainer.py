@@ -16,7 +16,9 @@ bits).
 
 from __future__ import annotations
 
+import copy
 import math
+import os
 import signal
 import sys
 import threading
@@ -34,7 +36,7 @@ from tubevit.configs.schema import SourceConfig, TrainConfig
 from tubevit.data.datasets import ImageDataset, VideoDataset
 from tubevit.data.joint import JointLoader, source_counts
 from tubevit.data.device_augment import finish_batch
-from tubevit.data.loader import FailureCounter, build_loader
+from tubevit.data.loader import FailureCounter, build_loader, plan_cpu
 from tubevit.data.transforms import MixupCutmix, RandAugment
 from tubevit.engine import checkpoint as ckpt_io
 from tubevit.engine import distributed as D
@@ -45,6 +47,7 @@ from tubevit.io.schema import Preprocessing, meta_from_checkpoint
 from tubevit.model.config import ModelConfig
 from tubevit.model.tubes import check_fits, get_tube_set
 from tubevit.model.tubevit import TubeViT
+from tubevit.model.precision import cast_for_inference, compute_dtype
 
 __all__ = ["NonFiniteLoss", "Source", "Trainer", "build_model", "build_sources", "train"]
 
@@ -237,11 +240,18 @@ class Trainer:
         self.net = D.wrap_model(net, self.info, fsdp=cfg.fsdp, find_unused=multi)
 
         # Data: one loader per source; the joint schedule picks which one each micro-step reads.
+        # Workers and torch threads from the machine's cores (per process on a torchrun host).
+        self.workers, threads = plan_cpu(cfg.data.workers, device_type=self.info.device.type,
+                                         processes_per_host=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
+                                         sources=len(self.sources))
+        if "OMP_NUM_THREADS" not in os.environ:  # a user's (or torchrun's) explicit choice wins
+            torch.set_num_threads(threads)
         self.loaders = {}
+        self._val_loaders: dict = {}  # built once, re-iterated at every validation (persistent workers)
         for k, s in enumerate(self.sources):
             bs = s.cfg.batch_size or cfg.batch_size
             self.loaders[s.name] = build_loader(
-                s.train, batch_size=bs, workers=cfg.data.workers, shuffle=True, seed=cfg.seed + 1000 * k,
+                s.train, batch_size=bs, workers=self.workers, shuffle=True, seed=cfg.seed + 1000 * k,
                 drop_last=True, distributed=self.info.enabled,
             )
             if len(self.loaders[s.name]) == 0:
@@ -364,12 +374,19 @@ class Trainer:
 
         cfg = self.cfg
         eval_net = self.net if cfg.fsdp else self.model
+        if not cfg.fsdp and compute_dtype(cfg.precision) != torch.float32:
+            # One low-precision copy per validation: under autocast alone every forward re-casts
+            # every fp32 weight (the training weights must stay fp32, so they are not cast in place).
+            eval_net = cast_for_inference(copy.deepcopy(self.model), cfg.precision)
         results = {}
         for s in self.sources:
             if s.val is None:
                 continue
-            loader = build_loader(s.val, batch_size=cfg.eval.batch_size or cfg.batch_size, workers=cfg.data.workers,
-                                  shuffle=False, seed=cfg.seed, distributed=self.info.enabled)
+            loader = self._val_loaders.get(s.name)
+            if loader is None:  # one loader (and one set of workers) for every validation of the run
+                loader = self._val_loaders[s.name] = build_loader(
+                    s.val, batch_size=cfg.eval.batch_size or cfg.batch_size, workers=self.workers,
+                    shuffle=False, seed=cfg.seed, distributed=self.info.enabled)
             r = evaluate(eval_net, loader, head=s.name, aggregation=cfg.eval.aggregation,
                          precision=cfg.precision, device=self.info.device,
                          max_fail_fraction=cfg.data.max_fail_fraction, expected_views=s.val.views)

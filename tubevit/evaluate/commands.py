@@ -12,6 +12,20 @@ from tubevit.evaluate.multiview import check_aggregation
 from tubevit.evaluate.predictor import Predictor, is_image_file
 from tubevit.evaluate.session import InferenceSession, resolve_device
 
+
+def _set_threads(workers: int, device) -> None:
+    """Torch threads = the cores the loader workers leave (tubevit.data.loader.plan_cpu). On a
+    shared 2-core machine two OpenMP threads next to two busy workers made a 200-video tiny
+    evaluation 5x slower than one thread (docs/BENCHMARKS.md, Evaluation). OMP_NUM_THREADS wins."""
+    import os
+
+    import torch
+
+    from tubevit.data.loader import plan_cpu
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(plan_cpu(workers, device_type=torch.device(device).type)[1])
+
 __all__ = ["clip_settings", "evaluate_checkpoint", "predict_files", "resolve_device"]
 
 
@@ -88,6 +102,7 @@ def evaluate_checkpoint(
     session = InferenceSession(checkpoint, device=device, precision=precision, head=head,
                                reader="tubevit eval --checkpoint")
     dev = session.device
+    _set_threads(workers, dev)
     samples, list_names = read_annotations(val_list, data_root, classes)
     # Images (an ImageFolder tree or a list of image files) go through the 2D tube alone, exactly
     # as the trainer's image validation; videos through every tube with clips x crops views.

@@ -53,6 +53,9 @@ __all__ = ["PRECISIONS", "TooManyFailures", "ViewRun", "evaluate", "forward_view
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEFAULT_MAX_FAIL_FRACTION = 0.1
+# Views per forward pass when view_batch is not given: batched across videos, so a 1-clip
+# evaluation does not run the model on a handful of clips at a time.
+DEFAULT_VIEW_BATCH = 32
 
 
 class TooManyFailures(RuntimeError):
@@ -216,6 +219,35 @@ def forward_views(
     lockstep = _dist_active() and _is_sharded(model)
     empty_shape = _dataset_input_shape(dataset)
     decode_s = model_s = 0.0
+    # Views are forwarded in chunks of `view_batch` gathered across videos and loader batches (a
+    # 1-view evaluation with 4 videos per loader batch would otherwise run batches of 4). Under
+    # FSDP lock-step every rank must run the same number of passes: per loader batch, as before.
+    chunk = view_batch or (None if lockstep else DEFAULT_VIEW_BATCH)
+    pending: list[tuple] = []  # (clips, videos, views, labels) not forwarded yet
+    pending_n = 0
+
+    def forward(x, vids, views, labels):
+        nonlocal acc, empty_shape
+        x = x.to(device, non_blocking=True)
+        empty_shape = tuple(x.shape[1:])
+        with autocast_context(device, precision):
+            out = net(x, head=head) if head is not None else net(x)
+        out = out.float().cpu()
+        if acc is None:
+            acc = ViewAccumulator(out.shape[1], aggregation, expected_views=expected_views, missing=missing)
+        acc.add(vids, views, out, labels)
+        if progress is not None:
+            progress(x.shape[0])
+
+    def drain(final: bool) -> None:
+        nonlocal pending, pending_n
+        while pending_n >= chunk or (final and pending_n > 0):
+            parts = [torch.cat(p) if p[0] is not None else None for p in zip(*pending)]
+            take = min(chunk, pending_n)
+            forward(*(p[:take] if p is not None else None for p in parts))
+            pending_n -= take
+            pending = [tuple(p[take:] if p is not None else None for p in parts)] if pending_n else []
+
     try:
         t0 = time.perf_counter()
         for batch in loader:
@@ -229,36 +261,38 @@ def forward_views(
                 raise TooManyFailures(_failure_message(skipped, dataset_len, max_fail_fraction))
             t1 = time.perf_counter()
             n = 0 if clips is None else clips.shape[0]
-            step = view_batch or max(n, 1)
-            chunks = -(-n // step)
-            if lockstep:
+            if not lockstep:
+                if n:
+                    pending.append((clips, vids, views, labels))
+                    pending_n += n
+                drain(final=False)
+            else:
+                step = chunk or max(n, 1)
                 # Sharded parameters (FSDP) all-gather inside forward: every rank must run the same
                 # number of forward passes, so a rank with fewer readable views runs empty ones.
-                chunks = _max_over_ranks(chunks, device)
-            for c in range(chunks):
-                s = c * step
-                if s >= n:
-                    if empty_shape is None:
-                        raise RuntimeError("cannot run an empty forward pass in lock-step: no input shape known yet")
-                    with autocast_context(device, precision):
-                        net(torch.zeros(0, *empty_shape, device=device), head=head) if head is not None else net(
-                            torch.zeros(0, *empty_shape, device=device))
-                    continue
-                x = clips[s : s + step].to(device, non_blocking=True)
-                empty_shape = tuple(x.shape[1:])
-                with autocast_context(device, precision):
-                    out = net(x, head=head) if head is not None else net(x)
-                out = out.float().cpu()
-                if acc is None:
-                    acc = ViewAccumulator(out.shape[1], aggregation, expected_views=expected_views, missing=missing)
-                acc.add(vids[s : s + step], views[s : s + step], out, None if labels is None else labels[s : s + step])
+                chunks = _max_over_ranks(-(-n // step), device)
+                for c in range(chunks):
+                    s = c * step
+                    if s >= n:
+                        if empty_shape is None:
+                            raise RuntimeError("cannot run an empty forward pass in lock-step: no input shape known yet")
+                        with autocast_context(device, precision):
+                            net(torch.zeros(0, *empty_shape, device=device), head=head) if head is not None else net(
+                                torch.zeros(0, *empty_shape, device=device))
+                        continue
+                    forward(clips[s : s + step], vids[s : s + step], views[s : s + step],
+                            None if labels is None else labels[s : s + step])
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             model_s += time.perf_counter() - t1
             total_views += n
-            if progress is not None:
-                progress(n)
             t0 = time.perf_counter()
+        t1 = time.perf_counter()
+        if not lockstep:
+            drain(final=True)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        model_s += time.perf_counter() - t1
     finally:
         net.train(was_training)
     if acc is None:
@@ -325,7 +359,8 @@ def evaluate(
     ``mean_class_accuracy``, ``confusion`` (``[K][K]`` list, rows true, columns predicted),
     ``aggregation``, ``precision``, ``decode_s``, ``model_s``, ``seconds``.
 
-    ``view_batch`` bounds how many views go through the model at once (default: the loader's
+    ``view_batch`` is how many views go through the model at once, gathered across videos and
+    loader batches (default ``DEFAULT_VIEW_BATCH`` = 32; under FSDP, per loader batch: the loader's
     whole batch). The model's train/eval mode is restored afterwards. Unlabelled videos
     (label -1) count in ``videos`` but not in the accuracy figures.
     """
