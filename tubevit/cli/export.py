@@ -14,7 +14,8 @@ HELP = "write a checkpoint's weights + config (JSON metadata) to a .safetensors 
 
 
 def add_arguments(p) -> None:
-    p.add_argument("checkpoint", help="a last.pt / best.pt written by tubevit train")
+    p.add_argument("checkpoint", help="a run's --out folder (its newest checkpoint), a last.pt / best.pt, or a "
+                                      "sharded last.dcp / best.dcp folder of an fsdp run")
     p.add_argument("output", help="the .safetensors file to write")
 
 

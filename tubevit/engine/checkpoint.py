@@ -17,7 +17,9 @@ Contents (``FORMAT`` names the version)::
     best_top1     best validation top-1 so far (-1 before any validation)
     metrics       the last validation result ({} before any)
 
-``model_from_checkpoint`` rebuilds the model from ``config["model"]`` and loads it strictly;
+``load_checkpoint`` also takes a sharded checkpoint folder (``last.dcp`` of an fsdp run, see
+tubevit.io.sharded; consolidated into one process, weights and metadata only) and a run folder
+(its newest ``last.pt`` or ``last.dcp``). ``model_from_checkpoint`` rebuilds the model from ``config["model"]`` and loads it strictly;
 ``check_classes`` compares the class counts of a run with those of a checkpoint.
 """
 
@@ -35,7 +37,7 @@ from tubevit.model.config import ModelConfig
 from tubevit.model.tubevit import TubeViT
 
 __all__ = [
-    "FORMAT", "atomic_save", "capture_rng", "check_classes", "load_checkpoint", "model_config_of",
+    "FORMAT", "atomic_save", "capture_rng", "check_classes", "latest_in_run", "load_checkpoint", "model_config_of",
     "model_from_checkpoint", "restore_rng",
 ]
 
@@ -62,6 +64,8 @@ def atomic_save(obj, path: str | Path) -> Path:
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     """Load with ``weights_only=True``; a clear error for a missing or foreign file."""
     path = Path(path)
+    if path.is_dir():
+        return _load_folder(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {path} not found; pass the last.pt or best.pt of a training run")
     try:
@@ -73,6 +77,31 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     if not isinstance(ckpt, dict) or "model" not in ckpt or "config" not in ckpt:
         raise ValueError(f"{path} is not a tubevit checkpoint (expected keys 'model' and 'config')")
     return ckpt
+
+
+def latest_in_run(run: Path) -> Path | None:
+    """The newest of a run folder's ``last.pt`` and sharded ``last.dcp``."""
+    from tubevit.io import sharded
+
+    found = [p for p in (run / "last.pt",) if p.is_file()]
+    dcp_dir = sharded.latest(run)
+    if dcp_dir is not None:
+        found.append(dcp_dir)
+    return max(found, key=lambda p: (p / sharded.META if p.is_dir() else p).stat().st_mtime) if found else None
+
+
+def _load_folder(path: Path) -> dict:
+    """A sharded checkpoint folder (consolidated into one process), or a run folder (its latest
+    checkpoint, single-file or sharded)."""
+    from tubevit.io import sharded
+
+    if sharded.is_sharded_checkpoint(path):
+        return sharded.consolidate(path)
+    found = latest_in_run(path)
+    if found is None:
+        raise FileNotFoundError(f"{path} holds no checkpoint (no last.pt, no complete last.dcp); pass a run's "
+                                f"--out folder, its last.pt / best.pt, or a last.dcp / best.dcp folder")
+    return load_checkpoint(found)
 
 
 def model_config_of(ckpt: Mapping) -> ModelConfig:

@@ -41,6 +41,7 @@ from tubevit.engine import distributed as D
 from tubevit.engine.logs import MetricsLog, plot_metrics
 from tubevit.engine.optim import build_optimizer, build_scheduler
 from tubevit.engine.step import TrainStep
+from tubevit.io import sharded
 from tubevit.model.config import ModelConfig
 from tubevit.model.tubes import check_fits, get_tube_set
 from tubevit.model.tubevit import TubeViT
@@ -213,18 +214,20 @@ class Trainer:
 
         ckpt_path = None
         if resume == "auto":
-            ckpt_path = self.out / "last.pt" if (self.out / "last.pt").is_file() else None
+            ckpt_path = ckpt_io.latest_in_run(self.out)
         elif resume:
             ckpt_path = Path(resume)
-        self.ckpt = ckpt_io.load_checkpoint(ckpt_path) if ckpt_path is not None else None
+        # A sharded checkpoint (a folder) is read after the model is sharded; its trainer.pt now.
+        self.sharded_ckpt = ckpt_path is not None and ckpt_path.is_dir()
+        if self.sharded_ckpt:
+            self.ckpt = sharded.read_meta(ckpt_path)
+        else:
+            self.ckpt = ckpt_io.load_checkpoint(ckpt_path) if ckpt_path is not None else None
         if self.ckpt is not None:
             ckpt_io.check_classes(self.ckpt, cfg.model.num_classes, where=str(ckpt_path))
         self.ckpt_path = ckpt_path
 
         self.info = D.setup(cfg.device)
-        if cfg.fsdp and self.info.device.type == "cpu":
-            raise ValueError("FSDP needs GPUs (torch's FSDP has no CPU backend); on CPU leave fsdp off and "
-                             "torchrun runs DDP over gloo")
         if cfg.precision == "fp16" and self.info.device.type == "cpu":
             raise ValueError("fp16 needs a GPU (loss scaling on CPU fp16 is slow and unsupported here); "
                              "use --precision bf16 on CPU")
@@ -237,7 +240,7 @@ class Trainer:
         model = build_model(cfg, weights=self.ckpt is None)
         if cfg.scale_from:
             _check_inputs(cfg, self.sources)
-        if self.ckpt is not None:
+        if self.ckpt is not None and not self.sharded_ckpt:
             try:
                 model.load_state_dict(self.ckpt["model"], strict=True)
             except RuntimeError as err:
@@ -245,11 +248,13 @@ class Trainer:
                                  f"resume with the model options it was trained with (its config.yaml), "
                                  f"or start a new run in another --out directory") from None
         self.model = model.to(self.info.device)
+        if cfg.fsdp:  # FSDP2 shards the module in place, before compiling it
+            self.model = D.shard_model(self.model, self.info, cfg.precision)
         net: nn.Module = self.model
         if cfg.compile:
             net = torch.compile(net)
         multi = len(self.sources) > 1 or any(s.kind == "image" for s in self.sources)
-        self.net = D.wrap_model(net, self.info, fsdp=cfg.fsdp, find_unused=multi)
+        self.net = net if cfg.fsdp else D.wrap_model(net, self.info, find_unused=multi)
 
         # Data: one loader per source; the joint schedule picks which one each micro-step reads.
         self.loaders = {}
@@ -268,7 +273,7 @@ class Trainer:
             raise ValueError("every source has weight 0; give at least one a positive data.*.weight")
         self.total_steps = self._total_steps()
 
-        self.optimizer = build_optimizer(self.net, cfg.optim)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_steps)
         mix = None
         if cfg.mixup > 0 or cfg.cutmix > 0:
@@ -304,14 +309,14 @@ class Trainer:
             tqdm.write(msg, file=sys.stderr)
 
     def _restore(self, ck: Mapping) -> None:
-        if "optimizer" not in ck:
+        if "optimizer" not in ck and not self.sharded_ckpt:
             raise ValueError(f"{self.ckpt_path} holds weights only (no optimizer state) and cannot be resumed; "
                              f"start a new run in another --out directory")
-        if self.cfg.fsdp and self.info.enabled:
-            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-            osd = FSDP.optim_state_dict_to_load(self.net, self.optimizer, ck["optimizer"])
-            self.optimizer.load_state_dict(osd)
+        if self.sharded_ckpt:  # every rank reads the parts of the shards it now holds (any world size)
+            sharded.load_sharded(self.ckpt_path, self.model, self.optimizer)
+        elif D.is_sharded(self.model):
+            raise ValueError(f"{self.ckpt_path} is a single-file checkpoint; an fsdp=true run with several processes "
+                             f"resumes from a sharded one (last.dcp). Resume it without fsdp, or in one process")
         else:
             self.optimizer.load_state_dict(ck["optimizer"])
         self.scheduler.load_state_dict(ck["scheduler"])
@@ -326,20 +331,10 @@ class Trainer:
         first = self.sources[0].name
         return counts[first] / len(self.loaders[first])
 
-    def _checkpoint_state(self, epoch: float, counts: Mapping[str, int]) -> dict | None:
-        """The checkpoint dict on rank 0 (None elsewhere); collective under FSDP."""
-        model_sd = D.full_state_dict(self.net)
-        if self.cfg.fsdp and self.info.enabled:
-            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-            optim_sd = FSDP.optim_state_dict(self.net, self.optimizer)
-        else:
-            optim_sd = self.optimizer.state_dict()
-        if not self.info.is_main:
-            return None
+    def _meta(self, epoch: float, counts: Mapping[str, int]) -> dict:
+        """Everything of a checkpoint but the model and optimizer tensors."""
         return {
             "format": ckpt_io.FORMAT,
-            "model": model_sd,
             "model_config": self.cfg.model.to_dict(),
             "config": self.cfg.to_dict(),
             "class_names": {s.name: list(s.classes) for s in self.sources},
@@ -349,7 +344,6 @@ class Trainer:
             # recomputes it; this records where each source stood.
             "data_state": {"seed": self.cfg.seed, "micro_step": self.step * self.cfg.grad_accum,
                            "weights": dict(self.weights), "batches": dict(counts)},
-            "optimizer": optim_sd,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.stepper.scaler.state_dict() if self.stepper.scaler.is_enabled() else {},
             "rng": ckpt_io.capture_rng(),
@@ -357,13 +351,30 @@ class Trainer:
             "metrics": self.last_eval,
         }
 
+    def _checkpoint_state(self, epoch: float, counts: Mapping[str, int]) -> dict | None:
+        """The single-file checkpoint dict on rank 0 (None elsewhere)."""
+        if not self.info.is_main:
+            return None
+        return {**self._meta(epoch, counts), "model": D.full_state_dict(self.net),
+                "optimizer": self.optimizer.state_dict()}
+
     def save(self, epoch: float, counts: Mapping[str, int], *, best: bool = False) -> None:
+        """fsdp=true: a sharded checkpoint folder (last.dcp, best.dcp), every rank writing its shard;
+        otherwise one file (last.pt, best.pt) written by rank 0."""
+        if self.cfg.fsdp:
+            meta = self._meta(epoch, counts)
+            for name in ("last", "best") if best else ("last",):
+                sharded.save_sharded(self.out / f"{name}{sharded.SUFFIX}", self.model, self.optimizer, meta)
+            return
         state = self._checkpoint_state(epoch, counts)
         if state is not None:
             ckpt_io.atomic_save(state, self.out / "last.pt")
             if best:
                 ckpt_io.atomic_save(state, self.out / "best.pt")
         D.barrier(self.info)
+
+    def _last_path(self) -> Path:
+        return self.out / ("last.dcp" if self.cfg.fsdp else "last.pt")
 
     def _on_signal(self, signum, frame) -> None:
         if self._stop_signal is None:
@@ -445,8 +456,8 @@ class Trainer:
             means = {n: v / loss_n[n] for n, v in zip(used, vals)}
             if not all(math.isfinite(v) for v in vals[:-1]) or vals[-1] > 0:
                 what = ", ".join(f"{n} {v:g}" for n, v in means.items())
-                last = self.out / "last.pt"
-                kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+                last = self._last_path()
+                kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
                 raise NonFiniteLoss(
                     f"the loss became non-finite before step {step} (mean losses since the last log: {what}); "
                     f"training stopped and {kept}. Lower the learning rate (--lr), keep gradient clipping on "
@@ -540,7 +551,7 @@ class Trainer:
             "interrupted": signal.Signals(interrupted).name if interrupted else None,
         }
         if interrupted:
-            self._log(f"stopped by {result['interrupted']} at step {self.step}; checkpoint {self.out / 'last.pt'} "
+            self._log(f"stopped by {result['interrupted']} at step {self.step}; checkpoint {self._last_path()} "
                       f"(the same command continues the run)")
         return result
 
