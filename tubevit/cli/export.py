@@ -17,9 +17,10 @@ def add_arguments(p) -> None:
     p.add_argument("checkpoint", help="a run's --out folder (its newest checkpoint), a last.pt / best.pt, or a "
                                       "sharded last.dcp / best.dcp folder of an fsdp run")
     p.add_argument("output", help="the .safetensors file to write")
+    p.add_argument("--ema", action="store_true", help="export the EMA of the weights (runs with optim.ema_decay)")
 
 
 def run(args) -> int:
-    path, n = export_checkpoint(args.checkpoint, args.output)
+    path, n = export_checkpoint(args.checkpoint, args.output, ema=args.ema)
     print(f"wrote {n} tensors to {path}")
     return 0

@@ -14,10 +14,14 @@ from tubevit.model.tubevit import TubeViT
 __all__ = ["export_checkpoint", "load_exported"]
 
 
-def export_checkpoint(checkpoint, output) -> tuple[Path, int]:
+def export_checkpoint(checkpoint, output, *, ema: bool = False) -> tuple[Path, int]:
+    """``checkpoint``: a .pt, a sharded .dcp folder or a run folder (its newest checkpoint).
+    ``ema=True`` exports the EMA of the weights (runs with ``optim.ema_decay``)."""
     from safetensors.torch import save_file
 
     ckpt = load_checkpoint(checkpoint)
+    if ema:
+        ckpt = _with_ema(ckpt, checkpoint)
     output = Path(output)
     if output.suffix != ".safetensors":
         raise ValueError(f"the output should end in .safetensors, got {output}")
@@ -33,6 +37,16 @@ def export_checkpoint(checkpoint, output) -> tuple[Path, int]:
     output.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(output), metadata=meta)
     return output, len(tensors)
+
+
+def _with_ema(ckpt: dict, where) -> dict:
+    if ckpt.get("sharded_from"):
+        from tubevit.io.sharded import consolidate
+
+        return consolidate(ckpt["sharded_from"], ema=True)
+    if not ckpt.get("ema"):
+        raise ValueError(f"{where} holds no EMA of the weights (the run had optim.ema_decay 0); export without --ema")
+    return {**ckpt, "model": {**ckpt["model"], **ckpt["ema"]}}
 
 
 def load_exported(path) -> tuple[TubeViT, dict]:

@@ -38,6 +38,8 @@ from tubevit.data.loader import FailureCounter, build_loader
 from tubevit.data.transforms import MixupCutmix, RandAugment
 from tubevit.engine import checkpoint as ckpt_io
 from tubevit.engine import distributed as D
+from tubevit.engine.ema import EMA
+from tubevit.engine.trackers import check_trackers
 from tubevit.engine.logs import MetricsLog, plot_metrics
 from tubevit.engine.optim import build_optimizer, build_scheduler
 from tubevit.engine.step import TrainStep
@@ -82,33 +84,38 @@ def _class_names(src: SourceConfig, names: Sequence[str]) -> list[str]:
 
 
 def build_sources(cfg: TrainConfig) -> list[Source]:
-    """Read the annotation files of every configured source (fails on a missing file or root)."""
+    """Read the annotation files of every configured source (``cfg.sources()``: data.sources, or
+    the data.video / data.image shorthand); fails on a missing file or root. Each source's clips
+    use its own frames / stride / fps / size where it sets them (``cfg.clip``)."""
     d = cfg.data
     ra = RandAugment(d.randaugment_layers, d.randaugment_magnitude) if d.randaugment_layers > 0 else None
-    sources = []
-    for kind, src in (("video", d.video), ("image", d.image)):
-        if not src.train_list:
-            if src.val_list:
+    if not d.sources:
+        for kind, src in (("video", d.video), ("image", d.image)):
+            if src.val_list and not src.train_list:
                 raise ValueError(f"{kind} source {src.name!r} has a val_list but no train_list; pass "
                                  f"{'--train-list' if kind == 'video' else '--image-train-list'}")
-            continue
+    flags = {"video": "--data-root", "image": "--image-root"} if not d.sources else {}
+    sources = []
+    for src in cfg.sources():
+        kind = src.kind
         root = src.root or None
         if root is not None and not Path(root).is_dir():
+            fix = f" ({flags[kind]})" if kind in flags else f" (data.sources entry {src.name!r}, key root)"
             raise FileNotFoundError(
                 f"data root {root} of source {src.name!r} does not exist; pass the directory the "
-                f"paths in {src.train_list} are relative to "
-                f"({'--data-root' if kind == 'video' else '--image-root'})"
+                f"paths in {src.train_list} are relative to{fix}"
             )
         classes = src.classes or None
+        clip = cfg.clip(src)
         # Videos and images differ only in the dataset class and the clip-specific settings.
         if kind == "video":
             dataset_cls, eval_views = VideoDataset, dict(clips=cfg.eval.clips, crops=cfg.eval.crops)
-            common = dict(frames=d.frames, stride=d.stride, fps=d.fps or None, size=d.size, decoder=d.decoder,
-                          name=src.name)
+            common = dict(frames=clip["frames"], stride=clip["stride"], fps=clip["fps"] or None, size=clip["size"],
+                          decoder=d.decoder, name=src.name)
             train_only = dict(augment_on=d.augment_on)
         else:
             dataset_cls, eval_views = ImageDataset, dict(crops=cfg.eval.crops)
-            common = dict(size=d.size, name=src.name)
+            common = dict(size=clip["size"], name=src.name)
             train_only = {}
         train = dataset_cls.from_annotations(src.train_list, root, classes=classes, train=True, hflip=d.hflip,
                                              randaugment=ra, scale=(d.min_scale, 1.0), **common, **train_only)
@@ -119,7 +126,7 @@ def build_sources(cfg: TrainConfig) -> list[Source]:
         sources.append(Source(src, kind, train, val, names))
     if not sources:
         raise ValueError("no training data: pass --train-list (videos) and/or --image-train-list (images), "
-                         "or run `tubevit demo` to train on the built-in data")
+                         "list datasets in data.sources, or run `tubevit demo` to train on the built-in data")
     return sources
 
 
@@ -180,8 +187,9 @@ def _scaled_model(cfg: TrainConfig) -> TubeViT:
 
 def _check_inputs(cfg: TrainConfig, sources: Sequence[Source]) -> None:
     specs = get_tube_set(cfg.model.tubes)
-    size, frames = cfg.data.size, cfg.data.frames
     for s in sources:
+        clip = cfg.clip(s.cfg)
+        size, frames = clip["size"], clip["frames"]
         if s.kind == "video":
             check_fits(specs, (frames, size, size))
         elif not any(t.is_2d for t in specs):
@@ -266,7 +274,7 @@ class Trainer:
             )
             if len(self.loaders[s.name]) == 0:
                 raise ValueError(f"source {s.name!r} has {len(s.train)} samples, fewer than one batch of {bs} "
-                                 f"per process; lower --batch-size (or data.{s.kind}.batch_size)")
+                                 f"per process; lower --batch-size (or the source's batch_size)")
         self._train_sets = {s.name: s.train for s in self.sources}
         self.weights = {s.name: s.cfg.weight for s in self.sources}
         if sum(self.weights.values()) <= 0:
@@ -274,6 +282,8 @@ class Trainer:
         self.total_steps = self._total_steps()
 
         self.optimizer = build_optimizer(self.model, cfg.optim)
+        # After sharding: under FSDP2 the EMA shadow is sharded like the parameters.
+        self.ema = EMA(self.model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_steps)
         mix = None
         if cfg.mixup > 0 or cfg.cutmix > 0:
@@ -287,6 +297,9 @@ class Trainer:
         if self.ckpt is not None:
             self._restore(self.ckpt)
         self._stop_signal: int | None = None
+        self.tracker_names = list(cfg.trackers) + (["tensorboard"] if cfg.tensorboard else [])
+        if self.info.is_main:
+            check_trackers(self.tracker_names)  # a missing package stops here, before any step
 
     # -------------------------------------------------------------------------------- helpers
     def _total_steps(self) -> int:
@@ -313,12 +326,16 @@ class Trainer:
             raise ValueError(f"{self.ckpt_path} holds weights only (no optimizer state) and cannot be resumed; "
                              f"start a new run in another --out directory")
         if self.sharded_ckpt:  # every rank reads the parts of the shards it now holds (any world size)
-            sharded.load_sharded(self.ckpt_path, self.model, self.optimizer)
+            sharded.load_sharded(self.ckpt_path, self.model, self.optimizer, ema=self.ema)
         elif D.is_sharded(self.model):
             raise ValueError(f"{self.ckpt_path} is a single-file checkpoint; an fsdp=true run with several processes "
                              f"resumes from a sharded one (last.dcp). Resume it without fsdp, or in one process")
         else:
             self.optimizer.load_state_dict(ck["optimizer"])
+            if self.ema is not None and ck.get("ema"):
+                self.ema.load_state_dict({"shadow": ck["ema"]})
+        if self.ema is not None and not (ck.get("ema") if not self.sharded_ckpt else ck.get("ema") is True):
+            self._log(f"{self.ckpt_path} has no EMA of the weights: the EMA starts from the resumed weights")
         self.scheduler.load_state_dict(ck["scheduler"])
         if ck.get("scaler"):
             self.stepper.scaler.load_state_dict(ck["scaler"])
@@ -355,8 +372,11 @@ class Trainer:
         """The single-file checkpoint dict on rank 0 (None elsewhere)."""
         if not self.info.is_main:
             return None
-        return {**self._meta(epoch, counts), "model": D.full_state_dict(self.net),
-                "optimizer": self.optimizer.state_dict()}
+        state = {**self._meta(epoch, counts), "model": D.full_state_dict(self.net),
+                 "optimizer": self.optimizer.state_dict()}
+        if self.ema is not None:
+            state["ema"] = self.ema.full()
+        return state
 
     def save(self, epoch: float, counts: Mapping[str, int], *, best: bool = False) -> None:
         """fsdp=true: a sharded checkpoint folder (last.dcp, best.dcp), every rank writing its shard;
@@ -364,7 +384,8 @@ class Trainer:
         if self.cfg.fsdp:
             meta = self._meta(epoch, counts)
             for name in ("last", "best") if best else ("last",):
-                sharded.save_sharded(self.out / f"{name}{sharded.SUFFIX}", self.model, self.optimizer, meta)
+                sharded.save_sharded(self.out / f"{name}{sharded.SUFFIX}", self.model, self.optimizer, meta,
+                                     ema=self.ema)
             return
         state = self._checkpoint_state(epoch, counts)
         if state is not None:
@@ -395,9 +416,13 @@ class Trainer:
                 continue
             loader = build_loader(s.val, batch_size=cfg.eval.batch_size or cfg.batch_size, workers=cfg.data.workers,
                                   shuffle=False, seed=cfg.seed, distributed=self.info.enabled)
-            r = evaluate(eval_net, loader, head=s.name, aggregation=cfg.eval.aggregation,
-                         precision=cfg.precision, device=self.info.device,
-                         max_fail_fraction=cfg.data.max_fail_fraction, expected_views=s.val.views)
+            kw = dict(head=s.name, aggregation=cfg.eval.aggregation, precision=cfg.precision, device=self.info.device,
+                      max_fail_fraction=cfg.data.max_fail_fraction, expected_views=s.val.views)
+            r = evaluate(eval_net, loader, **kw)
+            if self.ema is not None:  # the averaged weights on the same views
+                with self.ema.applied():
+                    e = evaluate(eval_net, loader, **kw)
+                r = {**r, "ema_top1": e["top1"], "ema_top5": e["top5"]}
             results[s.name] = r
         if results:
             first = next(iter(results.values()))
@@ -405,6 +430,7 @@ class Trainer:
             for name, r in results.items():
                 record.update({f"val/{name}/top1": r["top1"], f"val/{name}/top5": r["top5"],
                                f"val/{name}/videos": r["videos"], f"val/{name}/skipped": r["skipped"]})
+                record.update({f"val/{name}/{k}": r[k] for k in ("ema_top1", "ema_top5") if k in r})
             self.last_eval = record
             if self.info.is_main:
                 self.metrics.write(record)
@@ -424,7 +450,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out / "config.yaml")
             self.metrics = MetricsLog(self.out, resume_step=start if self.ckpt is not None else None,
-                                      tensorboard=cfg.tensorboard)
+                                      trackers=self.tracker_names, config=cfg.to_dict())
             if self.ckpt is not None:
                 self._log(f"resuming from {self.ckpt_path} at step {start} of {self.total_steps}")
         accum = cfg.grad_accum
@@ -486,6 +512,8 @@ class Trainer:
                         break
                     raise
                 losses = self.stepper(micros, gen)
+                if self.ema is not None:
+                    self.ema.update()
                 for (name, _, _), loss in zip(micros, losses):
                     loss_sum[name] += loss
                     loss_n[name] += 1
@@ -500,7 +528,7 @@ class Trainer:
                     means = check_finite(self.step)
                     now = time.perf_counter()
                     rate = seen * info.world_size / max(now - t_log, 1e-9)
-                    lr = self.optimizer.param_groups[0]["lr"]
+                    lr = max(g["lr"] for g in self.optimizer.param_groups)  # the peak (layer decay)
                     if info.is_main:
                         record = {"step": self.step, "epoch": round(epoch, 4),
                                   "loss": sum(v * loss_n[n] for n, v in means.items()) / max(sum(loss_n.values()), 1),
