@@ -94,7 +94,7 @@ def mixed_precision_policy(device: torch.device, precision: str):
     return MixedPrecisionPolicy()
 
 
-def shard_model(model: nn.Module, info: DistInfo, precision: str = "fp32") -> nn.Module:
+def shard_model(model: nn.Module, info: DistInfo, precision: str = "fp32", *, force: bool = False) -> nn.Module:
     """FSDP2 (``fully_shard``) in place: each transformer block is one unit (its parameters are
     all-gathered just before it runs and freed after), then the root, which holds the tubes,
     tokenizer, gate, pooling and heads (small next to the blocks). Works with gloo on CPU.
@@ -102,14 +102,15 @@ def shard_model(model: nn.Module, info: DistInfo, precision: str = "fp32") -> nn
     Gradients are reduce-scattered and averaged over ranks after every backward, so gradient
     accumulation stays sharded (no unsharded gradient is kept between micro-batches), and
     ``torch.nn.utils.clip_grad_norm_`` over the sharded (DTensor) gradients computes the norm of
-    the whole model across ranks. One process (``info.enabled`` false) is left unsharded.
+    the whole model across ranks. One process (``info.enabled`` false) is left unsharded unless
+    ``force`` (and a process group of one is up: the GPU check's 1-GPU FSDP2 step).
     """
-    if not info.enabled:
+    if not info.enabled and not (force and dist.is_initialized()):
         return model
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import fully_shard
 
-    mesh = init_device_mesh(info.device.type, (info.world_size,))
+    mesh = init_device_mesh(info.device.type, (dist.get_world_size(),))
     mp = mixed_precision_policy(info.device, precision)
     for blk in model.blocks:
         fully_shard(blk, mesh=mesh, mp_policy=mp)
