@@ -178,7 +178,8 @@ class TrainConfig:
     ckpt_every: int = 100
     # cpu | cuda | cuda:N | auto.
     device: str = "auto"
-    # Shard parameters with FSDP instead of replicating them with DDP (large/huge presets).
+    # Shard parameters, gradients and optimizer state with FSDP2 instead of replicating them with
+    # DDP (large/huge presets; CPU gloo too); checkpoints are then sharded folders (last.dcp).
     fsdp: bool = False
     # Experiment trackers, any of tensorboard | wandb | mlflow (optional extras; tubevit.engine.trackers).
     trackers: list[str] = field(default_factory=list)
