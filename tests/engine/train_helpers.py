@@ -22,9 +22,10 @@ class TensorSet(torch.utils.data.Dataset):
     source}``) from fixed random tensors whose mean depends on the label; augmentation is noise
     drawn from the loader's per-item generator. Indices in ``nan_from..`` return NaN inputs."""
 
-    def __init__(self, n: int, kind: str, classes: int, name: str, seed: int = 0, nan: bool = False):
+    def __init__(self, n: int, kind: str, classes: int, name: str, seed: int = 0, nan: bool = False,
+                 frames: int = FRAMES):
         g = torch.Generator().manual_seed(seed)
-        shape = (3, FRAMES, SIZE, SIZE) if kind == "video" else (3, SIZE, SIZE)
+        shape = (3, frames, SIZE, SIZE) if kind == "video" else (3, SIZE, SIZE)
         self.labels = [i % classes for i in range(n)]
         self.x = torch.randn(n, *shape, generator=g) * 0.5 + torch.tensor(self.labels).view(-1, *[1] * len(shape)) * 0.3
         self.kind, self.name, self.nan = kind, name, nan

@@ -18,15 +18,17 @@ HELP = "write a model file for sharing: .safetensors, a save_pretrained folder, 
 
 
 def add_arguments(p) -> None:
-    p.add_argument("checkpoint", help="a last.pt / best.pt, an exported .safetensors or a save_pretrained folder")
+    p.add_argument("checkpoint", help="a run's --out folder (its newest checkpoint), a last.pt / best.pt, a sharded "
+                                      "last.dcp / best.dcp folder, an exported .safetensors or a save_pretrained folder")
     p.add_argument("output", help="OUT.safetensors | OUT.onnx | a folder")
     p.add_argument("--head", default=None, help="ONNX: the head to export (joint models have several)")
     p.add_argument("--frames", type=int, default=None, help="ONNX: frames per clip (default: the model's; 1 = image)")
     p.add_argument("--size", type=int, default=None, help="ONNX: frame size (default: the model's)")
+    p.add_argument("--ema", action="store_true", help="export the EMA of the weights (runs with optim.ema_decay)")
 
 
 def run(args) -> int:
-    path, n = export_checkpoint(args.checkpoint, args.output, head=args.head, frames=args.frames, size=args.size)
+    path, n = export_checkpoint(args.checkpoint, args.output, head=args.head, frames=args.frames, size=args.size, ema=args.ema)
     if str(path).endswith(".onnx"):
         print(f"wrote {path} (checked against PyTorch in onnxruntime at batch sizes 1 and 3)")
     else:

@@ -17,7 +17,7 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from tubevit.configs.schema import AGGREGATIONS, PRECISIONS, TrainConfig, default_config
+from tubevit.configs.schema import AGGREGATIONS, PRECISIONS, SOURCE_KINDS, TRACKER_NAMES, TrainConfig, default_config
 from tubevit.model.presets import list_models
 
 __all__ = ["load_config", "parse_set", "apply_updates", "validate", "save_config", "config_from_dict"]
@@ -66,6 +66,20 @@ def _coerce(value, tp, key: str):
     if origin is list or tp is list:
         if not isinstance(value, (list, tuple)):
             raise ValueError(f"{key}: expected a list, got {value!r}")
+        (item,) = typing.get_args(tp) or (Any,)
+        if dataclasses.is_dataclass(item):  # e.g. data.sources: each entry a checked mapping
+            out = []
+            for i, v in enumerate(value):
+                if dataclasses.is_dataclass(v):
+                    v = dataclasses.asdict(v)
+                if not isinstance(v, Mapping):
+                    raise ValueError(f"{key}[{i}]: expected a mapping of "
+                                     f"{', '.join(f.name for f in dataclasses.fields(item))}, got {v!r}")
+                entry = item()
+                for k, x in v.items():
+                    _assign(entry, [str(k)], x, f"{key}[{i}].{k}")
+                out.append(entry)
+            return out
         return list(value)
     if tp is bool:
         if isinstance(value, bool):
@@ -152,6 +166,10 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.steps >= 0 and cfg.epochs >= 0, "steps and epochs must be >= 0")
     need(cfg.optim.lr > 0, "optim.lr must be > 0 (--lr)")
     need(cfg.optim.clip_grad >= 0, "optim.clip_grad must be >= 0 (0 disables clipping)")
+    bad = [t for t in cfg.trackers if t not in TRACKER_NAMES]
+    need(not bad, f"unknown tracker(s) {bad}; trackers can be {list(TRACKER_NAMES)}")
+    need(0 < cfg.optim.layer_decay <= 1, "optim.layer_decay must be in (0, 1] (1 disables it; e.g. 0.75)")
+    need(0 <= cfg.optim.ema_decay < 1, "optim.ema_decay must be in [0, 1) (0 disables the EMA; e.g. 0.9998)")
     need(0 <= cfg.label_smoothing < 1, "label_smoothing must be in [0, 1)")
     need(cfg.mixup >= 0 and cfg.cutmix >= 0, "mixup and cutmix alphas must be >= 0 (0 disables)")
     need(cfg.log_every >= 1, "log_every must be >= 1")
@@ -173,12 +191,27 @@ def validate(cfg: TrainConfig) -> TrainConfig:
              f"with scale_from the gated shortcut sits at the first trained block (model.freeze_until "
              f"{cfg.model.freeze_until}), not at model.gate_layer {cfg.model.gate_layer}; use --freeze-until S "
              f"(with --no-gate for none)")
-    names = [s.name for s in (cfg.data.video, cfg.data.image)]
-    need(all(names) and names[0] != names[1],
-         f"data.video.name and data.image.name must be distinct non-empty head names, got {names}")
-    for s in (cfg.data.video, cfg.data.image):
+    d = cfg.data
+    if d.sources:
+        given = [f"data.{k}.train_list" for k in ("video", "image") if getattr(d, k).train_list]
+        need(not given, f"data.sources is set, so {' and '.join(given)} (--train-list / --image-train-list) "
+                        f"must not be: list every dataset in data.sources, or use the shorthand alone")
+        for i, s in enumerate(d.sources):
+            need(bool(s.name), f"data.sources[{i}]: give each source a name (its head)")
+            need(s.kind in SOURCE_KINDS, f"data.sources[{i}] ({s.name}): kind must be one of {SOURCE_KINDS}, "
+                                         f"got {s.kind!r}")
+            need(bool(s.train_list), f"data.sources[{i}] ({s.name}): train_list is required")
+        names = [s.name for s in d.sources]
+    else:
+        names = [s.name for s in (d.video, d.image)]
+        d.video.kind, d.image.kind = "video", "image"
+    need(all(names) and len(set(names)) == len(names),
+         f"source names (heads) must be distinct and non-empty, got {names}")
+    for s in [*d.sources, d.video, d.image]:
         need(s.weight >= 0 and s.batch_size >= 0 and s.num_classes >= 0,
              f"{s.name}: weight, batch_size and num_classes must be >= 0")
+        need(s.frames >= 0 and s.stride >= 0 and s.size >= 0 and (s.fps >= 0 or s.fps == -1),
+             f"{s.name}: frames, stride and size must be >= 0 (0 = the run's data.*), fps >= 0 or -1 (the run's)")
     return cfg
 
 

@@ -25,6 +25,8 @@ class SourceConfig:
 
     # Head name, e.g. "k400" or "imagenet"; "video" and "image" for the built-in data.
     name: str = "video"
+    # video | image. Set by data.video / data.image; required in data.sources entries.
+    kind: str = ""
     # Training annotations: list file, CSV, Kinetics CSV or SSv2 JSON (videos); list file or a
     # class-per-folder directory (images). Empty: this source is not used.
     train_list: str = ""
@@ -40,12 +42,26 @@ class SourceConfig:
     batch_size: int = 0
     # Relative share of training steps drawn from this source (joint schedule).
     weight: float = 1.0
+    # Clip settings of this source where they differ from data.frames / stride / fps / size
+    # (e.g. SSv2 at 32 frames 24 fps next to K400 at 64 frames 15 fps); 0 (fps: -1) = the run's.
+    frames: int = 0
+    stride: float = 0.0
+    fps: float = -1.0
+    size: int = 0
+
+
+SOURCE_KINDS = ("video", "image")
+TRACKER_NAMES = ("tensorboard", "wandb", "mlflow")
 
 
 @dataclass
 class DataConfig:
-    video: SourceConfig = field(default_factory=lambda: SourceConfig(name="video"))
-    image: SourceConfig = field(default_factory=lambda: SourceConfig(name="image"))
+    # Any number of video and image datasets, each its own head (keys of SourceConfig; `kind`
+    # required). When given, data.video / data.image must be left empty.
+    sources: list[SourceConfig] = field(default_factory=list)
+    # Shorthand for the common two-source case (the --train-list / --image-train-list flags).
+    video: SourceConfig = field(default_factory=lambda: SourceConfig(name="video", kind="video"))
+    image: SourceConfig = field(default_factory=lambda: SourceConfig(name="image", kind="image"))
     # Frames per clip (§5: 64 Kinetics, 32 SSv2, 128 Charades).
     frames: int = 32
     # Frame stride in source frames (ignored when fps > 0).
@@ -96,6 +112,14 @@ class OptimConfig:
     min_lr_ratio: float = 0.0
     # Global gradient-norm clip; 0 disables it.
     clip_grad: float = 1.0
+    # Layer-wise lr decay (BEiT, VideoMAE fine-tuning; e.g. 0.75): block i trains at
+    # lr * layer_decay ** (depth - i), the tubes and embedding at lr * layer_decay ** (depth + 1),
+    # the norm, pooling and heads at lr. 1 = off.
+    layer_decay: float = 1.0
+    # EMA of the weights (e.g. 0.9998): updated after every optimizer step, validated next to
+    # the trained weights (val/<name>/ema_top1), checkpointed, exported with `tubevit export --ema`.
+    # 0 = off.
+    ema_decay: float = 0.0
 
 
 @dataclass
@@ -161,9 +185,12 @@ class TrainConfig:
     ckpt_every: int = 100
     # cpu | cuda | cuda:N | auto.
     device: str = "auto"
-    # Shard parameters with FSDP instead of replicating them with DDP (large/huge presets).
+    # Shard parameters, gradients and optimizer state with FSDP2 instead of replicating them with
+    # DDP (large/huge presets; CPU gloo too); checkpoints are then sharded folders (last.dcp).
     fsdp: bool = False
-    # Write TensorBoard events to out/tb when tensorboard is installed.
+    # Experiment trackers, any of tensorboard | wandb | mlflow (optional extras; tubevit.engine.trackers).
+    trackers: list[str] = field(default_factory=list)
+    # Shorthand for trackers: [tensorboard] (events in out/tb).
     tensorboard: bool = False
     # Draw a tqdm progress bar on rank 0.
     progress: bool = True
@@ -175,8 +202,17 @@ class TrainConfig:
         return d
 
     def sources(self) -> list[SourceConfig]:
-        """The sources with training data, video first."""
+        """The sources of the run: ``data.sources`` in order, else the shorthand ones with
+        training data (video first)."""
+        if self.data.sources:
+            return list(self.data.sources)
         return [s for s in (self.data.video, self.data.image) if s.train_list]
+
+    def clip(self, src: SourceConfig) -> dict:
+        """``{frames, stride, fps, size}`` of a source: its overrides, else the run's."""
+        d = self.data
+        return {"frames": src.frames or d.frames, "stride": src.stride or d.stride,
+                "fps": d.fps if src.fps < 0 else src.fps, "size": src.size or d.size}
 
 
 def default_config(preset: str = "tubevit_base") -> TrainConfig:

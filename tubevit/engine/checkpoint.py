@@ -18,6 +18,11 @@ Contents of a checkpoint (``tubevit.io.schema`` describes the shared fields)::
     data_state    the joint schedule: {"seed", "micro_step", "weights", "batches": {source: count}}
     best_top1     best validation top-1 so far (-1 before any validation)
     metrics       the last validation result ({} before any)
+
+``load_checkpoint`` also takes a sharded checkpoint folder (``last.dcp`` of an fsdp run, see
+tubevit.io.sharded; consolidated into one process, weights and metadata only) and a run folder
+(its newest ``last.pt`` or ``last.dcp``). ``model_from_checkpoint`` rebuilds the model from ``config["model"]`` and loads it strictly;
+``check_classes`` compares the class counts of a run with those of a checkpoint.
 """
 
 from __future__ import annotations
@@ -30,14 +35,14 @@ import numpy as np
 import torch
 
 from tubevit.io import TRAINING_CHECKPOINT, ModelFileError, atomic_save, build_model, read_model_file, save_checkpoint
-from tubevit.io.model_file import architecture_diff, config_from_meta
+from tubevit.io.model_file import architecture_diff, config_from_meta, latest_in_run
 from tubevit.io.schema import FORMAT
 from tubevit.model.config import ModelConfig
 from tubevit.model.tubevit import TubeViT
 
 __all__ = [
-    "FORMAT", "atomic_save", "capture_rng", "check_architecture", "check_classes", "load_checkpoint",
-    "model_config_of", "model_from_checkpoint", "restore_rng", "save_checkpoint",
+    "FORMAT", "atomic_save", "capture_rng", "check_architecture", "check_classes", "latest_in_run",
+    "load_checkpoint", "model_config_of", "model_from_checkpoint", "restore_rng", "save_checkpoint",
 ]
 
 

@@ -3,8 +3,9 @@
 torchrun sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``; :func:`setup` then joins the process
 group (gloo on CPU, NCCL on GPU) and picks this rank's device. Every rank reads its own shard of
 each source (the data loader's sampler), every rank computes the same joint schedule (so all run
-the same head in a step), gradients are averaged by DDP (or sharded by FSDP for the large and huge
-presets), and rank 0 alone logs and writes checkpoints.
+the same head in a step), gradients are averaged by DDP, or parameters, gradients and optimizer state are sharded
+by FSDP2 (``fsdp=true``; :func:`shard_model`). Rank 0 alone logs; single-file checkpoints are
+written by rank 0, sharded ones (tubevit.io.sharded) by every rank.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
-__all__ = ["DistInfo", "setup", "teardown", "wrap_model", "unwrap", "all_reduce_flag", "barrier", "resolve_device"]
+__all__ = [
+    "DistInfo", "all_reduce_flag", "barrier", "full_state_dict", "is_sharded", "mixed_precision_policy",
+    "resolve_device", "setup", "shard_model", "teardown", "unwrap", "wrap_model",
+]
 
 
 @dataclass(frozen=True)
@@ -67,30 +71,63 @@ def teardown(info: DistInfo) -> None:
         dist.destroy_process_group()
 
 
-def wrap_model(model: nn.Module, info: DistInfo, *, fsdp: bool = False, find_unused: bool = True) -> nn.Module:
-    """DDP (or FSDP) around ``model`` when distributed; the model itself otherwise.
+def wrap_model(model: nn.Module, info: DistInfo, *, find_unused: bool = True) -> nn.Module:
+    """DDP around ``model`` when distributed; the model itself otherwise (FSDP: :func:`shard_model`).
 
     ``find_unused``: in joint training a step uses one head and, for images, only the 2D tube, so
     the other parameters get no gradient in that step; DDP must be told.
     """
     if not info.enabled:
         return model
-    if fsdp:
-        from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-        from torch.distributed.fsdp.wrap import ModuleWrapPolicy
-
-        from tubevit.model.vit import Block
-
-        return FSDP(
-            model, auto_wrap_policy=ModuleWrapPolicy({Block}), use_orig_params=True,
-            device_id=info.device if info.device.type == "cuda" else None,
-        )
     ids = [info.device.index] if info.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=ids, find_unused_parameters=find_unused)
 
 
+def mixed_precision_policy(device: torch.device, precision: str):
+    """FSDP2's policy: on a GPU with bf16, parameters are all-gathered and computed in bf16 and
+    gradients reduced in fp32 (summing many ranks' bf16 gradients would lose the small ones);
+    otherwise the default (parameters in their own dtype; autocast still casts the matmuls)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+
+    if device.type == "cuda" and precision == "bf16":
+        return MixedPrecisionPolicy(param_dtype=torch.bfloat16, reduce_dtype=torch.float32)
+    return MixedPrecisionPolicy()
+
+
+def shard_model(model: nn.Module, info: DistInfo, precision: str = "fp32", *, force: bool = False) -> nn.Module:
+    """FSDP2 (``fully_shard``) in place: each transformer block is one unit (its parameters are
+    all-gathered just before it runs and freed after), then the root, which holds the tubes,
+    tokenizer, gate, pooling and heads (small next to the blocks). Works with gloo on CPU.
+
+    Gradients are reduce-scattered and averaged over ranks after every backward, so gradient
+    accumulation stays sharded (no unsharded gradient is kept between micro-batches), and
+    ``torch.nn.utils.clip_grad_norm_`` over the sharded (DTensor) gradients computes the norm of
+    the whole model across ranks. One process (``info.enabled`` false) is left unsharded unless
+    ``force`` (and a process group of one is up: the GPU check's 1-GPU FSDP2 step).
+    """
+    if not info.enabled and not (force and dist.is_initialized()):
+        return model
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import fully_shard
+
+    mesh = init_device_mesh(info.device.type, (dist.get_world_size(),))
+    mp = mixed_precision_policy(info.device, precision)
+    for blk in model.blocks:
+        fully_shard(blk, mesh=mesh, mp_policy=mp)
+    # The root's parameters are needed again right after the forward (heads -> loss -> backward):
+    # keep them gathered rather than re-gathering at once.
+    fully_shard(model, mesh=mesh, mp_policy=mp, reshard_after_forward=False)
+    return model
+
+
+def is_sharded(model: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(unwrap(model), FSDPModule)
+
+
 def unwrap(model: nn.Module) -> nn.Module:
-    """The TubeViT inside DDP / torch.compile wrappers (FSDP is handled by the state-dict helpers)."""
+    """The TubeViT inside DDP / torch.compile wrappers (FSDP2 shards the module in place)."""
     while True:
         if isinstance(model, nn.parallel.DistributedDataParallel):
             model = model.module
@@ -101,17 +138,12 @@ def unwrap(model: nn.Module) -> nn.Module:
 
 
 def full_state_dict(model: nn.Module) -> dict:
-    """The whole model's state dict on CPU (gathered from every rank under FSDP; rank 0 gets it)."""
+    """The whole model's state dict on CPU (gathered from every rank when sharded: collective)."""
     inner = unwrap(model)
-    try:
-        from torch.distributed.fsdp import FullStateDictConfig, FullyShardedDataParallel as FSDP, StateDictType
-    except ImportError:  # pragma: no cover
-        FSDP = None
-    if FSDP is not None and isinstance(inner, FSDP):
-        cfg = FullStateDictConfig(offload_to_cpu=True, rank0_only=True)
-        with FSDP.state_dict_type(inner, StateDictType.FULL_STATE_DICT, cfg):
-            sd = inner.state_dict()
-        return {k.replace("_fsdp_wrapped_module.", ""): v for k, v in sd.items()}
+    if is_sharded(inner):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        return get_model_state_dict(inner, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     return {k: v.detach().cpu().clone() for k, v in inner.state_dict().items()}
 
 

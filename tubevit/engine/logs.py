@@ -1,5 +1,5 @@
-"""Run records on rank 0: ``OUT/metrics.jsonl`` (one JSON object per log or evaluation), an
-optional TensorBoard writer, and PNG plots of the loss and accuracy curves drawn from the JSONL
+"""Run records on rank 0: ``OUT/metrics.jsonl`` (one JSON object per log or evaluation), the
+optional trackers (tubevit.engine.trackers: TensorBoard, W&B, MLflow), and PNG plots of the loss and accuracy curves drawn from the JSONL
 at the end of a run (``plot_metrics`` works on any finished or interrupted run directory)."""
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class MetricsLog:
     """Appends records to ``metrics.jsonl``; on resume, drops records past the resumed step
     (they belong to the part of the killed run that is being redone)."""
 
-    def __init__(self, out: Path, *, resume_step: int | None = None, tensorboard: bool = False):
+    def __init__(self, out: Path, *, resume_step: int | None = None, trackers=(), config=None):
         self.path = Path(out) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume_step is None:
@@ -41,27 +41,19 @@ class MetricsLog:
         else:
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
             self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        self.tb = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
+        from tubevit.engine.trackers import build_trackers
 
-                self.tb = SummaryWriter(str(Path(out) / "tb"))
-            except Exception as err:  # tensorboard is optional
-                log.warning("TensorBoard requested but unavailable (%s); pip install tensorboard", err)
+        self.trackers = build_trackers(trackers, out, config or {}, resume=resume_step is not None)
 
     def write(self, record: dict) -> None:
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
-        if self.tb is not None:
-            step = record.get("step", 0)
-            for k, v in record.items():
-                if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool):
-                    self.tb.add_scalar(k, v, step)
+        for t in self.trackers:
+            t.log(record)
 
     def close(self) -> None:
-        if self.tb is not None:
-            self.tb.close()
+        for t in self.trackers:
+            t.close()
 
 
 def plot_metrics(out: str | Path) -> list[Path]:

@@ -4,7 +4,8 @@ after a linear warm-up).
 AdamW over the parameters that require gradients only (frozen layers, e.g. image-to-video scaling
 with ``--freeze-until``, are left out), in two groups: with weight decay for matrices and
 kernels, without for biases, norm scales, anything 0-/1-D and the names the model lists in
-``no_weight_decay()`` (the pooling probe). The schedule is a pure function of the step
+``no_weight_decay()`` (the pooling probe); with ``optim.layer_decay`` each group is split per
+layer with a decayed learning rate (:func:`param_groups`). The schedule is a pure function of the step
 (:func:`lr_factor`), wrapped in a ``LambdaLR`` so it checkpoints like any torch scheduler.
 """
 
@@ -17,7 +18,7 @@ import torch.nn as nn
 
 from tubevit.configs.schema import OptimConfig
 
-__all__ = ["build_optimizer", "build_scheduler", "clean_name", "lr_factor", "param_groups", "warmup_steps"]
+__all__ = ["build_optimizer", "build_scheduler", "clean_name", "layer_id", "lr_factor", "param_groups", "warmup_steps"]
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
 
@@ -36,29 +37,66 @@ def _no_decay_names(model: nn.Module) -> set[str]:
     return set()
 
 
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """``[{params: decayed}, {params: not decayed, weight_decay: 0}]`` over trainable parameters."""
+def layer_id(name: str, depth: int, gate_layer: int | None = None) -> int:
+    """Depth of a parameter for layer-wise lr decay: 0 for the tubes and embedding
+    (``tokenizer.*``), ``i + 1`` for ``blocks.i``, the gate with the block it follows, and
+    ``depth + 1`` for the final norm, pooling and heads (everything else)."""
+    name = clean_name(name)
+    if name.startswith("tokenizer."):
+        return 0
+    if name.startswith("blocks."):
+        return int(name.split(".")[1]) + 1
+    if name.startswith("gate.") and gate_layer is not None:
+        return gate_layer + 1
+    return depth + 1
+
+
+def _depth(model: nn.Module) -> tuple[int, int | None]:
+    for m in model.modules():
+        if hasattr(m, "blocks") and hasattr(m, "cfg"):
+            return len(m.blocks), getattr(m.cfg, "gate_layer", None)
+    return 0, None
+
+
+def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0) -> list[dict]:
+    """``[{params: decayed}, {params: not decayed, weight_decay: 0}]`` over trainable parameters.
+
+    ``layer_decay < 1`` (BEiT / VideoMAE fine-tuning): each group is split by :func:`layer_id`
+    and carries ``lr_scale = layer_decay ** (depth + 1 - layer_id)``, so the heads train at the
+    full rate, block ``i`` at ``layer_decay ** (depth - i)`` of it and the tubes at
+    ``layer_decay ** (depth + 1)``.
+    """
     skip = _no_decay_names(model)
-    decay, no_decay = [], []
+    depth, gate = _depth(model)
+    groups: dict[tuple[bool, int], list] = {}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         name = clean_name(name)
-        if p.ndim <= 1 or name.endswith(".bias") or name in skip:
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    if not decay and not no_decay:
+        decayed = not (p.ndim <= 1 or name.endswith(".bias") or name in skip)
+        lid = layer_id(name, depth, gate) if layer_decay != 1.0 else depth + 1
+        groups.setdefault((decayed, lid), []).append(p)
+    if not groups:
         raise ValueError("the model has no trainable parameters (is every layer frozen?)")
-    return [
-        {"params": decay, "weight_decay": weight_decay, "name": "decay"},
-        {"params": no_decay, "weight_decay": 0.0, "name": "no_decay"},
-    ]
+    if layer_decay == 1.0:
+        return [
+            {"params": groups.get((True, depth + 1), []), "weight_decay": weight_decay, "name": "decay", "lr_scale": 1.0},
+            {"params": groups.get((False, depth + 1), []), "weight_decay": 0.0, "name": "no_decay", "lr_scale": 1.0},
+        ]
+    out = []
+    for (decayed, lid), params in sorted(groups.items(), key=lambda kv: (kv[0][1], not kv[0][0])):
+        out.append({"params": params, "weight_decay": weight_decay if decayed else 0.0,
+                    "name": f"{'decay' if decayed else 'no_decay'}/layer{lid}",
+                    "lr_scale": layer_decay ** (depth + 1 - lid)})
+    return out
 
 
 def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups`; the fused kernel when every parameter is on a GPU."""
-    groups = param_groups(model, cfg.weight_decay)
+    """AdamW over :func:`param_groups` (each group's lr = ``cfg.lr * lr_scale``; the schedule
+    scales every group alike); the fused kernel when every parameter is on a GPU."""
+    groups = param_groups(model, cfg.weight_decay, cfg.layer_decay)
+    for g in groups:
+        g["lr"] = cfg.lr * g["lr_scale"]
     fused = all(p.is_cuda for g in groups for p in g["params"])
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused or None)
 

@@ -1,6 +1,6 @@
 """One optimizer step: autocast forward through the batch's head, loss (label smoothing or
 Mixup/CutMix soft targets), backward over ``grad_accum`` micro-batches (DDP syncs only on the
-last), unscale (fp16), clip, optimizer and schedule step.
+last; FSDP2 reduce-scatters after each, keeping gradients sharded), unscale (fp16), clip, optimizer and schedule step.
 
 Nothing here reads a value back to the host: losses stay on the device and the trainer syncs
 them at log intervals only.
@@ -76,10 +76,10 @@ class TrainStep:
             losses.append(loss.detach())
         self.scaler.unscale_(self.optimizer)
         if self.clip_grad > 0:
-            if hasattr(self.model, "clip_grad_norm_"):  # FSDP: the norm over every rank's shard
-                self.last_grad_norm = self.model.clip_grad_norm_(self.clip_grad)
-            else:
-                self.last_grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad, foreach=True)
+            # Under FSDP2 the gradients are DTensor shards: the norm is reduced over every rank's
+            # shard (the whole model's norm), and every rank scales its shard by the same factor.
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.clip_grad, foreach=True)
+            self.last_grad_norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)

@@ -40,9 +40,12 @@ from tubevit.data.loader import FailureCounter, build_loader, plan_cpu
 from tubevit.data.transforms import MixupCutmix, RandAugment
 from tubevit.engine import checkpoint as ckpt_io
 from tubevit.engine import distributed as D
+from tubevit.engine.ema import EMA
+from tubevit.engine.trackers import check_trackers
 from tubevit.engine.logs import MetricsLog, plot_metrics
 from tubevit.engine.optim import build_optimizer, build_scheduler
 from tubevit.engine.step import TrainStep
+from tubevit.io import sharded
 from tubevit.io.schema import Preprocessing, meta_from_checkpoint
 from tubevit.model.config import ModelConfig
 from tubevit.model.tubes import check_fits, get_tube_set
@@ -85,33 +88,38 @@ def _class_names(src: SourceConfig, names: Sequence[str]) -> list[str]:
 
 
 def build_sources(cfg: TrainConfig) -> list[Source]:
-    """Read the annotation files of every configured source (fails on a missing file or root)."""
+    """Read the annotation files of every configured source (``cfg.sources()``: data.sources, or
+    the data.video / data.image shorthand); fails on a missing file or root. Each source's clips
+    use its own frames / stride / fps / size where it sets them (``cfg.clip``)."""
     d = cfg.data
     ra = RandAugment(d.randaugment_layers, d.randaugment_magnitude) if d.randaugment_layers > 0 else None
-    sources = []
-    for kind, src in (("video", d.video), ("image", d.image)):
-        if not src.train_list:
-            if src.val_list:
+    if not d.sources:
+        for kind, src in (("video", d.video), ("image", d.image)):
+            if src.val_list and not src.train_list:
                 raise ValueError(f"{kind} source {src.name!r} has a val_list but no train_list; pass "
                                  f"{'--train-list' if kind == 'video' else '--image-train-list'}")
-            continue
+    flags = {"video": "--data-root", "image": "--image-root"} if not d.sources else {}
+    sources = []
+    for src in cfg.sources():
+        kind = src.kind
         root = src.root or None
         if root is not None and not Path(root).is_dir():
+            fix = f" ({flags[kind]})" if kind in flags else f" (data.sources entry {src.name!r}, key root)"
             raise FileNotFoundError(
                 f"data root {root} of source {src.name!r} does not exist; pass the directory the "
-                f"paths in {src.train_list} are relative to "
-                f"({'--data-root' if kind == 'video' else '--image-root'})"
+                f"paths in {src.train_list} are relative to{fix}"
             )
         classes = src.classes or None
+        clip = cfg.clip(src)
         # Videos and images differ only in the dataset class and the clip-specific settings.
         if kind == "video":
             dataset_cls, eval_views = VideoDataset, dict(clips=cfg.eval.clips, crops=cfg.eval.crops)
-            common = dict(frames=d.frames, stride=d.stride, fps=d.fps or None, size=d.size, decoder=d.decoder,
-                          name=src.name)
+            common = dict(frames=clip["frames"], stride=clip["stride"], fps=clip["fps"] or None, size=clip["size"],
+                          decoder=d.decoder, name=src.name)
             train_only = dict(augment_on=d.augment_on)
         else:
             dataset_cls, eval_views = ImageDataset, dict(crops=cfg.eval.crops)
-            common = dict(size=d.size, name=src.name)
+            common = dict(size=clip["size"], name=src.name)
             train_only = {}
         train = dataset_cls.from_annotations(src.train_list, root, classes=classes, train=True, hflip=d.hflip,
                                              randaugment=ra, scale=(d.min_scale, 1.0), **common, **train_only)
@@ -122,7 +130,7 @@ def build_sources(cfg: TrainConfig) -> list[Source]:
         sources.append(Source(src, kind, train, val, names))
     if not sources:
         raise ValueError("no training data: pass --train-list (videos) and/or --image-train-list (images), "
-                         "or run `tubevit demo` to train on the built-in data")
+                         "list datasets in data.sources, or run `tubevit demo` to train on the built-in data")
     return sources
 
 
@@ -161,8 +169,9 @@ def _resolve_preprocessing(cfg: TrainConfig, model: TubeViT, ckpt: Mapping | Non
 
 def _check_inputs(cfg: TrainConfig, sources: Sequence[Source]) -> None:
     specs = get_tube_set(cfg.model.tubes)
-    size, frames = cfg.data.size, cfg.data.frames
     for s in sources:
+        clip = cfg.clip(s.cfg)
+        size, frames = clip["size"], clip["frames"]
         if s.kind == "video":
             check_fits(specs, (frames, size, size))
         elif not any(t.is_2d for t in specs):
@@ -195,18 +204,20 @@ class Trainer:
 
         ckpt_path = None
         if resume == "auto":
-            ckpt_path = self.out / "last.pt" if (self.out / "last.pt").is_file() else None
+            ckpt_path = ckpt_io.latest_in_run(self.out)
         elif resume:
             ckpt_path = Path(resume)
-        self.ckpt = ckpt_io.load_checkpoint(ckpt_path) if ckpt_path is not None else None
+        # A sharded checkpoint (a folder) is read after the model is sharded; its trainer.pt now.
+        self.sharded_ckpt = ckpt_path is not None and ckpt_path.is_dir()
+        if self.sharded_ckpt:
+            self.ckpt = sharded.read_meta(ckpt_path)
+        else:
+            self.ckpt = ckpt_io.load_checkpoint(ckpt_path) if ckpt_path is not None else None
         if self.ckpt is not None:
             ckpt_io.check_classes(self.ckpt, cfg.model.num_classes, where=str(ckpt_path))
         self.ckpt_path = ckpt_path
 
         self.info = D.setup(cfg.device)
-        if cfg.fsdp and self.info.device.type == "cpu":
-            raise ValueError("FSDP needs GPUs (torch's FSDP has no CPU backend); on CPU leave fsdp off and "
-                             "torchrun runs DDP over gloo")
         if cfg.precision == "fp16" and self.info.device.type == "cpu":
             raise ValueError("fp16 needs a GPU (loss scaling on CPU fp16 is slow and unsupported here); "
                              "use --precision bf16 on CPU")
@@ -221,6 +232,7 @@ class Trainer:
             _check_inputs(cfg, self.sources)
         if self.ckpt is not None:
             ckpt_io.check_architecture(self.ckpt, model.cfg, str(ckpt_path))
+        if self.ckpt is not None and not self.sharded_ckpt:
             try:
                 model.load_state_dict(self.ckpt["model"], strict=True)
             except RuntimeError as err:
@@ -233,11 +245,13 @@ class Trainer:
                 if ds is not None:
                     ds.mean, ds.std = self.preprocessing.mean, self.preprocessing.std
         self.model = model.to(self.info.device)
+        if cfg.fsdp:  # FSDP2 shards the module in place, before compiling it
+            self.model = D.shard_model(self.model, self.info, cfg.precision)
         net: nn.Module = self.model
         if cfg.compile:
             net = torch.compile(net)
         multi = len(self.sources) > 1 or any(s.kind == "image" for s in self.sources)
-        self.net = D.wrap_model(net, self.info, fsdp=cfg.fsdp, find_unused=multi)
+        self.net = net if cfg.fsdp else D.wrap_model(net, self.info, find_unused=multi)
 
         # Data: one loader per source; the joint schedule picks which one each micro-step reads.
         # Workers and torch threads from the machine's cores (per process on a torchrun host).
@@ -256,14 +270,16 @@ class Trainer:
             )
             if len(self.loaders[s.name]) == 0:
                 raise ValueError(f"source {s.name!r} has {len(s.train)} samples, fewer than one batch of {bs} "
-                                 f"per process; lower --batch-size (or data.{s.kind}.batch_size)")
+                                 f"per process; lower --batch-size (or the source's batch_size)")
         self._train_sets = {s.name: s.train for s in self.sources}
         self.weights = {s.name: s.cfg.weight for s in self.sources}
         if sum(self.weights.values()) <= 0:
             raise ValueError("every source has weight 0; give at least one a positive data.*.weight")
         self.total_steps = self._total_steps()
 
-        self.optimizer = build_optimizer(self.net, cfg.optim)
+        self.optimizer = build_optimizer(self.model, cfg.optim)
+        # After sharding: under FSDP2 the EMA shadow is sharded like the parameters.
+        self.ema = EMA(self.model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_steps)
         mix = None
         if cfg.mixup > 0 or cfg.cutmix > 0:
@@ -277,6 +293,9 @@ class Trainer:
         if self.ckpt is not None:
             self._restore(self.ckpt)
         self._stop_signal: int | None = None
+        self.tracker_names = list(cfg.trackers) + (["tensorboard"] if cfg.tensorboard else [])
+        if self.info.is_main:
+            check_trackers(self.tracker_names)  # a missing package stops here, before any step
 
     # -------------------------------------------------------------------------------- helpers
     def _total_steps(self) -> int:
@@ -299,16 +318,20 @@ class Trainer:
             tqdm.write(msg, file=sys.stderr)
 
     def _restore(self, ck: Mapping) -> None:
-        if "optimizer" not in ck:
+        if "optimizer" not in ck and not self.sharded_ckpt:
             raise ValueError(f"{self.ckpt_path} holds weights only (no optimizer state) and cannot be resumed; "
                              f"start a new run in another --out directory")
-        if self.cfg.fsdp and self.info.enabled:
-            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-            osd = FSDP.optim_state_dict_to_load(self.net, self.optimizer, ck["optimizer"])
-            self.optimizer.load_state_dict(osd)
+        if self.sharded_ckpt:  # every rank reads the parts of the shards it now holds (any world size)
+            sharded.load_sharded(self.ckpt_path, self.model, self.optimizer, ema=self.ema)
+        elif D.is_sharded(self.model):
+            raise ValueError(f"{self.ckpt_path} is a single-file checkpoint; an fsdp=true run with several processes "
+                             f"resumes from a sharded one (last.dcp). Resume it without fsdp, or in one process")
         else:
             self.optimizer.load_state_dict(ck["optimizer"])
+            if self.ema is not None and ck.get("ema"):
+                self.ema.load_state_dict({"shadow": ck["ema"]})
+        if self.ema is not None and not (ck.get("ema") if not self.sharded_ckpt else ck.get("ema") is True):
+            self._log(f"{self.ckpt_path} has no EMA of the weights: the EMA starts from the resumed weights")
         self.scheduler.load_state_dict(ck["scheduler"])
         if ck.get("scaler"):
             self.stepper.scaler.load_state_dict(ck["scaler"])
@@ -321,20 +344,10 @@ class Trainer:
         first = self.sources[0].name
         return counts[first] / len(self.loaders[first])
 
-    def _checkpoint_state(self, epoch: float, counts: Mapping[str, int]) -> dict | None:
-        """The checkpoint dict on rank 0 (None elsewhere); collective under FSDP."""
-        model_sd = D.full_state_dict(self.net)
-        if self.cfg.fsdp and self.info.enabled:
-            from torch.distributed.fsdp import FullyShardedDataParallel as FSDP
-
-            optim_sd = FSDP.optim_state_dict(self.net, self.optimizer)
-        else:
-            optim_sd = self.optimizer.state_dict()
-        if not self.info.is_main:
-            return None
+    def _meta(self, epoch: float, counts: Mapping[str, int]) -> dict:
+        """Everything of a checkpoint but the model and optimizer tensors."""
         return {
             "format": ckpt_io.FORMAT,
-            "model": model_sd,
             "model_config": self.cfg.model.to_dict(),
             "config": self.cfg.to_dict(),
             "class_names": {s.name: list(s.classes) for s in self.sources},
@@ -345,7 +358,6 @@ class Trainer:
             # recomputes it; this records where each source stood.
             "data_state": {"seed": self.cfg.seed, "micro_step": self.step * self.cfg.grad_accum,
                            "weights": dict(self.weights), "batches": dict(counts)},
-            "optimizer": optim_sd,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.stepper.scaler.state_dict() if self.stepper.scaler.is_enabled() else {},
             "rng": ckpt_io.capture_rng(),
@@ -353,13 +365,34 @@ class Trainer:
             "metrics": self.last_eval,
         }
 
+    def _checkpoint_state(self, epoch: float, counts: Mapping[str, int]) -> dict | None:
+        """The single-file checkpoint dict on rank 0 (None elsewhere)."""
+        if not self.info.is_main:
+            return None
+        state = {**self._meta(epoch, counts), "model": D.full_state_dict(self.net),
+                 "optimizer": self.optimizer.state_dict()}
+        if self.ema is not None:
+            state["ema"] = self.ema.full()
+        return state
+
     def save(self, epoch: float, counts: Mapping[str, int], *, best: bool = False) -> None:
+        """fsdp=true: a sharded checkpoint folder (last.dcp, best.dcp), every rank writing its shard;
+        otherwise one file (last.pt, best.pt) written by rank 0."""
+        if self.cfg.fsdp:
+            meta = self._meta(epoch, counts)
+            for name in ("last", "best") if best else ("last",):
+                sharded.save_sharded(self.out / f"{name}{sharded.SUFFIX}", self.model, self.optimizer, meta,
+                                     ema=self.ema)
+            return
         state = self._checkpoint_state(epoch, counts)
         if state is not None:
             ckpt_io.save_checkpoint(state, self.out / "last.pt")
             if best:
                 ckpt_io.save_checkpoint(state, self.out / "best.pt")
         D.barrier(self.info)
+
+    def _last_path(self) -> Path:
+        return self.out / ("last.dcp" if self.cfg.fsdp else "last.pt")
 
     def _on_signal(self, signum, frame) -> None:
         if self._stop_signal is None:
@@ -369,15 +402,21 @@ class Trainer:
             raise KeyboardInterrupt
 
     # -------------------------------------------------------------------------------- validation
+    def _eval_net(self) -> nn.Module:
+        """The network validation runs: under bf16/fp16 one low-precision copy per validation, since
+        under autocast alone every forward re-casts every fp32 weight (the training weights must
+        stay fp32, so they are not cast in place)."""
+        if self.cfg.fsdp:
+            return self.net
+        if compute_dtype(self.cfg.precision) != torch.float32:
+            return cast_for_inference(copy.deepcopy(self.model), self.cfg.precision)
+        return self.model
+
     def validate(self, epoch: float) -> dict:
         from tubevit.evaluate.evaluator import evaluate
 
         cfg = self.cfg
-        eval_net = self.net if cfg.fsdp else self.model
-        if not cfg.fsdp and compute_dtype(cfg.precision) != torch.float32:
-            # One low-precision copy per validation: under autocast alone every forward re-casts
-            # every fp32 weight (the training weights must stay fp32, so they are not cast in place).
-            eval_net = cast_for_inference(copy.deepcopy(self.model), cfg.precision)
+        eval_net = self._eval_net()
         results = {}
         for s in self.sources:
             if s.val is None:
@@ -387,9 +426,13 @@ class Trainer:
                 loader = self._val_loaders[s.name] = build_loader(
                     s.val, batch_size=cfg.eval.batch_size or cfg.batch_size, workers=self.workers,
                     shuffle=False, seed=cfg.seed, distributed=self.info.enabled)
-            r = evaluate(eval_net, loader, head=s.name, aggregation=cfg.eval.aggregation,
-                         precision=cfg.precision, device=self.info.device,
-                         max_fail_fraction=cfg.data.max_fail_fraction, expected_views=s.val.views)
+            kw = dict(head=s.name, aggregation=cfg.eval.aggregation, precision=cfg.precision, device=self.info.device,
+                      max_fail_fraction=cfg.data.max_fail_fraction, expected_views=s.val.views)
+            r = evaluate(eval_net, loader, **kw)
+            if self.ema is not None:  # the averaged weights on the same views
+                with self.ema.applied():
+                    e = evaluate(self._eval_net(), loader, **kw)
+                r = {**r, "ema_top1": e["top1"], "ema_top5": e["top5"]}
             results[s.name] = r
         if results:
             first = next(iter(results.values()))
@@ -397,6 +440,7 @@ class Trainer:
             for name, r in results.items():
                 record.update({f"val/{name}/top1": r["top1"], f"val/{name}/top5": r["top5"],
                                f"val/{name}/videos": r["videos"], f"val/{name}/skipped": r["skipped"]})
+                record.update({f"val/{name}/{k}": r[k] for k in ("ema_top1", "ema_top5") if k in r})
             self.last_eval = record
             if self.info.is_main:
                 self.metrics.write(record)
@@ -416,7 +460,7 @@ class Trainer:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out / "config.yaml")
             self.metrics = MetricsLog(self.out, resume_step=start if self.ckpt is not None else None,
-                                      tensorboard=cfg.tensorboard)
+                                      trackers=self.tracker_names, config=cfg.to_dict())
             if self.ckpt is not None:
                 self._log(f"resuming from {self.ckpt_path} at step {start} of {self.total_steps}")
         accum = cfg.grad_accum
@@ -448,8 +492,8 @@ class Trainer:
             means = {n: v / loss_n[n] for n, v in zip(used, vals)}
             if not all(math.isfinite(v) for v in vals[:-1]) or vals[-1] > 0:
                 what = ", ".join(f"{n} {v:g}" for n, v in means.items())
-                last = self.out / "last.pt"
-                kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint was written yet"
+                last = self._last_path()
+                kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
                 raise NonFiniteLoss(
                     f"the loss became non-finite before step {step} (mean losses since the last log: {what}); "
                     f"training stopped and {kept}. Lower the learning rate (--lr), keep gradient clipping on "
@@ -478,6 +522,8 @@ class Trainer:
                         break
                     raise
                 losses = self.stepper(micros, gen)
+                if self.ema is not None:
+                    self.ema.update()
                 for (name, _, _), loss in zip(micros, losses):
                     loss_sum[name] += loss
                     loss_n[name] += 1
@@ -492,7 +538,7 @@ class Trainer:
                     means = check_finite(self.step)
                     now = time.perf_counter()
                     rate = seen * info.world_size / max(now - t_log, 1e-9)
-                    lr = self.optimizer.param_groups[0]["lr"]
+                    lr = max(g["lr"] for g in self.optimizer.param_groups)  # the peak (layer decay)
                     if info.is_main:
                         record = {"step": self.step, "epoch": round(epoch, 4),
                                   "loss": sum(v * loss_n[n] for n, v in means.items()) / max(sum(loss_n.values()), 1),
@@ -543,7 +589,7 @@ class Trainer:
             "interrupted": signal.Signals(interrupted).name if interrupted else None,
         }
         if interrupted:
-            self._log(f"stopped by {result['interrupted']} at step {self.step}; checkpoint {self.out / 'last.pt'} "
+            self._log(f"stopped by {result['interrupted']} at step {self.step}; checkpoint {self._last_path()} "
                       f"(the same command continues the run)")
         return result
 

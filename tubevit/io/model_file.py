@@ -10,6 +10,10 @@ Kinds (``ModelFile.kind``):
 * ``converted``: an image ViT converted by ``tubevit convert`` (no trained pool or heads);
 * ``image-vit``: a foreign file (timm / Hugging Face / Google weights), for ``convert``;
 * ``hf-folder``: a Hugging Face ``save_pretrained`` folder (``config.json`` + weights), for ``convert``.
+
+Folders that are not ``save_pretrained`` folders: a sharded checkpoint (``last.dcp`` of an FSDP
+run, :mod:`tubevit.io.sharded`, consolidated into this process) reads as a training checkpoint,
+and a run folder (``--out``) as its newest checkpoint (:func:`latest_in_run`).
 """
 
 from __future__ import annotations
@@ -76,6 +80,18 @@ def read_model_file(path, *, reader: str, verify: bool = True, mmap: bool = True
     Torch files are memory-mapped (``mmap``): shapes are known before the data is read."""
     path = Path(path)
     if path.is_dir():
+        from tubevit.io import sharded
+
+        if sharded.is_sharded_checkpoint(path):
+            # Consolidated into this process; DCP shards carry no checksum of the whole.
+            return _checkpoint_file(path, sharded.consolidate(path), reader, verify=False)
+        if not (path / files.CONFIG_NAME).is_file():
+            found = latest_in_run(path)
+            if found is None:
+                raise ModelFileError(f"{path} (given to {reader}) holds no model file: neither a run folder "
+                                     "(last.pt / a complete last.dcp), a sharded checkpoint folder, nor a "
+                                     "save_pretrained folder (config.json + model.safetensors)")
+            return read_model_file(found, reader=reader, verify=verify, mmap=mmap)
         return _read_folder(path, reader, verify)
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found (given to {reader}); give a last.pt / best.pt, a .safetensors "
@@ -88,15 +104,31 @@ def read_model_file(path, *, reader: str, verify: bool = True, mmap: bool = True
     if suffix in files.TORCH_SUFFIXES:
         obj = files.load_torch(path, reader=reader, mmap=mmap)
         if _is_tubevit_checkpoint(obj):
-            where = f"{path} (given to {reader})"
-            meta = meta_from_checkpoint(obj, where)
-            sd = dict(obj["model"])
-            if verify:
-                verify_checksum(sd, meta.checksum, where)
-            return ModelFile(path, TRAINING_CHECKPOINT, sd, meta, raw=obj)
+            return _checkpoint_file(path, obj, reader, verify)
         return ModelFile(path, IMAGE_VIT, None, raw=obj)
     raise ModelFileError(f"{path} (given to {reader}): unknown model file type {suffix!r}; use a .pt/.pth/.bin "
                          "checkpoint, .safetensors, .npz or a folder with config.json + model.safetensors")
+
+
+def _checkpoint_file(path: Path, obj: Mapping, reader: str, verify: bool) -> ModelFile:
+    where = f"{path} (given to {reader})"
+    meta = meta_from_checkpoint(obj, where)
+    sd = dict(obj["model"])
+    if verify:
+        verify_checksum(sd, meta.checksum, where)
+    return ModelFile(path, TRAINING_CHECKPOINT, sd, meta, raw=obj)
+
+
+def latest_in_run(run: Path) -> Path | None:
+    """The newest of a run folder's ``last.pt`` and sharded ``last.dcp`` (None: neither)."""
+    from tubevit.io import sharded
+
+    run = Path(run)
+    found = [p for p in (run / "last.pt",) if p.is_file()]
+    dcp_dir = sharded.latest(run)
+    if dcp_dir is not None:
+        found.append(dcp_dir)
+    return max(found, key=lambda p: (p / sharded.META if p.is_dir() else p).stat().st_mtime) if found else None
 
 
 def _read_safetensors(path: Path, reader: str, verify: bool, *, header_meta: Mapping | None = None) -> ModelFile:
