@@ -24,6 +24,7 @@ SHORTCUTS = {
     "model": "preset",
     "tubes": "model.tubes",
     "tokenizer": "model.tokenizer",
+    "tube_scale": "model.tube_scale",
     "frames": "data.frames",
     "size": "data.size",
     "train_list": "data.video.train_list",
@@ -48,6 +49,20 @@ SHORTCUTS = {
 }
 
 
+def _tube_scale(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive number, got {text!r}")
+    return value
+
+
 def add_arguments(p) -> None:
     p.add_argument("--config", metavar="FILE.yaml", help="a YAML config (e.g. the config.yaml of an earlier run)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -57,6 +72,9 @@ def add_arguments(p) -> None:
     g.add_argument("--model", choices=list_models(), help="preset (default tubevit_base)")
     g.add_argument("--tubes", choices=sorted(TUBE_SETS), help="tube set (default paper); custom sets via --set model.tubes=[...]")
     g.add_argument("--tokenizer", choices=TOKENIZERS)
+    g.add_argument("--tube-scale", type=_tube_scale, metavar="auto|FACTOR",
+                   help="scale the tubes' spatial strides and offsets: auto (default) from the set's 224 px to --size, "
+                        "or by FACTOR; the 1x16x16 image tube is kept (docs/MODEL.md)")
     g.add_argument("--init-from", metavar="PATH", help="initial weights: an image ViT (timm / HF .safetensors|.pth|.bin, "
                    "Google .npz) or a `tubevit convert` output (docs/PRETRAINED.md)")
     g.add_argument("--inflate", choices=("central", "average"), help="how --init-from's 2D kernel fills the video tubes")

@@ -42,7 +42,7 @@ from tubevit.engine.logs import MetricsLog, plot_metrics
 from tubevit.engine.optim import build_optimizer, build_scheduler
 from tubevit.engine.step import TrainStep
 from tubevit.model.config import ModelConfig
-from tubevit.model.tubes import check_fits, get_tube_set
+from tubevit.model.tubes import check_fits, get_tube_set, resolve_model_tubes
 from tubevit.model.tubevit import TubeViT
 
 __all__ = ["NonFiniteLoss", "Source", "Trainer", "build_model", "build_sources", "train"]
@@ -208,6 +208,9 @@ class Trainer:
         self.out = Path(cfg.out)
         self.sources = list(sources) if sources is not None else build_sources(cfg)
         if not cfg.scale_from:  # a scaled model's tubes are known once it is built
+            # model.tube_scale (auto: the named set from 224 px to data.size) becomes an explicit
+            # tube list here, so config.yaml and every checkpoint rebuild exactly these tubes.
+            cfg.model = resolve_model_tubes(cfg.model, cfg.data.size)
             _check_inputs(cfg, self.sources)
         cfg.model.num_classes = {s.name: len(s.classes) for s in self.sources}
 

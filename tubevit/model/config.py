@@ -20,6 +20,14 @@ class ModelConfig:
     # A named tube set (paper, two_tube, image2d, charades, dense) or a list of tube dicts
     # {kernel, stride, offset, s2d, name}; see tubevit.model.tubes.
     tubes: Any = "paper"
+    # The paper's tubes are laid out in pixels for 224 x 224 frames. "auto" scales a named set's
+    # spatial strides and offsets from 224 to the training frame size (data.size; the trainer
+    # resolves it into an explicit tube list, so config.yaml and checkpoints rebuild it exactly);
+    # a number scales by that factor. The 1x16x16 image tube is never scaled. See
+    # tubevit.model.tubes.scale_tube and docs/MODEL.md, "Size-aware tube sets".
+    tube_scale: float | str = "auto"
+    # Scale the spatial kernel sizes too (off: the kernels, hence the weights, stay the paper's).
+    tube_scale_kernels: bool = False
     # multi | s2d | interpolated (§3.4). s2d with the paper set is the paper's main model.
     tokenizer: str = "s2d"
     # One linear head per dataset (§3.5): {"k400": 400, "imagenet": 1000}.

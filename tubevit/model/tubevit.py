@@ -16,11 +16,11 @@ from torch.utils.checkpoint import checkpoint
 
 from tubevit.model.config import ModelConfig
 from tubevit.model.gate import GatedShortcut
-from tubevit.model.heads import AttentionPool, DatasetHeads
+from tubevit.model.heads import AttentionPool, DatasetHeads, init_head
 from tubevit.model.pos_embed import PositionCache
 from tubevit.model.presets import preset_config
 from tubevit.model.tokenizer import TubeTokenizer
-from tubevit.model.tubes import TubeLayout, get_tube_set
+from tubevit.model.tubes import TubeLayout, get_tube_set, scaled_tube_set
 from tubevit.model.vit import Block
 
 
@@ -32,7 +32,10 @@ class TubeViT(nn.Module):
         # Not a buffer: the table depends on the input shape and is never saved. Built first so a
         # width the embedding cannot take fails before anything is allocated.
         self.pos_cache = PositionCache(d, cfg.pos_tau, cfg.pos_zero_fill)
-        self.tokenizer = TubeTokenizer(get_tube_set(cfg.tubes), d, cfg.in_chans, cfg.tokenizer)
+        # A numeric tube_scale acts here; "auto" needs the frame size, which only a training run
+        # (or inspect) knows: they resolve it into an explicit list first (factor 1 here).
+        tubes = scaled_tube_set(cfg.tubes, cfg.tube_scale, None, kernels=cfg.tube_scale_kernels)
+        self.tokenizer = TubeTokenizer(get_tube_set(tubes), d, cfg.in_chans, cfg.tokenizer)
         rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
             Block(d, cfg.num_heads, cfg.mlp_dim, qkv_bias=cfg.qkv_bias, drop=cfg.dropout, attn_drop=cfg.attn_dropout,
@@ -48,6 +51,7 @@ class TubeViT(nn.Module):
             self.gate = GatedShortcut(d, cfg.gate_per_channel)
         self.grad_checkpointing = cfg.grad_checkpointing
         self.apply(_init_linear)
+        self.heads.reset_parameters()  # after the model-wide xavier init, which must not reach the heads
         self.freeze_until(cfg.freeze_until)
 
     # ------------------------------------------------------------------ geometry
@@ -139,8 +143,7 @@ class TubeViT(nn.Module):
     def add_head(self, name: str, num_classes: int) -> None:
         """Add (or replace) one dataset's head, e.g. for fine-tuning on a new label space."""
         head = nn.Linear(self.cfg.width, num_classes)
-        nn.init.trunc_normal_(head.weight, std=0.02)
-        nn.init.zeros_(head.bias)
+        init_head(head)
         p = next(self.parameters())
         self.heads[name] = head.to(device=p.device, dtype=p.dtype)
         self.cfg.num_classes = {**self.cfg.num_classes, name: int(num_classes)}
@@ -162,7 +165,8 @@ class TubeViT(nn.Module):
 
 
 def _init_linear(m: nn.Module) -> None:
-    # JAX ViT convention: xavier-uniform linear weights, zero biases (heads re-initialised by DatasetHeads).
+    # JAX ViT convention: xavier-uniform linear weights, zero biases (the heads are re-initialised
+    # afterwards by DatasetHeads.reset_parameters).
     if isinstance(m, nn.Linear) and m.weight.device.type != "meta":
         nn.init.xavier_uniform_(m.weight)
         if m.bias is not None:
