@@ -1,7 +1,7 @@
 """`tubevit train`: train (or resume) a TubeViT on videos, images, or both jointly.
 
-Configuration is resolved as: the preset's defaults <- ``--config FILE.yaml`` <- the shortcut
-flags <- ``--set key=value`` (see docs/TRAINING.md). Under ``torchrun`` it runs distributed.
+Configuration is resolved as: the preset's defaults <- ``--recipe NAME`` <- ``--config FILE.yaml``
+<- the shortcut flags <- ``--set key=value`` (see docs/TRAINING.md). Under ``torchrun`` it runs distributed.
 """
 
 from __future__ import annotations
@@ -64,6 +64,10 @@ def _tube_scale(text: str):
 
 
 def add_arguments(p) -> None:
+    p.add_argument("--recipe", metavar="NAME", help="a named recipe (k400, ssv2, charades, in1k_k400, small, demo; "
+                   "--list-recipes): the base that --config, flags and --set override")
+    p.add_argument("--list-recipes", action="store_true", help="list the named recipes with their command, budget and "
+                   "expected result, and exit")
     p.add_argument("--config", metavar="FILE.yaml", help="a YAML config (e.g. the config.yaml of an earlier run)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set optim.weight_decay=0.05 --set model.drop_path=0.1 "
@@ -125,7 +129,12 @@ def overrides_from_args(args) -> dict:
 def run(args) -> int:
     from tubevit.engine.trainer import NonFiniteLoss, train
 
-    cfg = load_config(args.config, overrides=overrides_from_args(args), sets=args.sets)
+    if args.list_recipes:
+        from tubevit.configs.recipes import format_recipes
+
+        print(format_recipes())
+        return 0
+    cfg = load_config(args.config, overrides=overrides_from_args(args), sets=args.sets, recipe=args.recipe)
     resume = None if args.fresh else args.resume
     try:
         result = train(cfg, resume=resume)

@@ -151,12 +151,18 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.grad_accum >= 1, "grad_accum must be >= 1")
     need(cfg.steps >= 0 and cfg.epochs >= 0, "steps and epochs must be >= 0")
     need(cfg.optim.lr > 0, "optim.lr must be > 0 (--lr)")
+    need(cfg.optim.lr_scaling in ("sqrt", "linear", "none"), "optim.lr_scaling must be one of sqrt, linear, none")
+    need(cfg.optim.lr_ref_batch >= 0, "optim.lr_ref_batch must be >= 0 (0: the lr is used as given)")
+    need(0 <= cfg.optim.warmup_fraction < 1, "optim.warmup_fraction must be in [0, 1)")
     need(cfg.optim.clip_grad >= 0, "optim.clip_grad must be >= 0 (0 disables clipping)")
     need(0 <= cfg.label_smoothing < 1, "label_smoothing must be in [0, 1)")
     need(cfg.mixup >= 0 and cfg.cutmix >= 0, "mixup and cutmix alphas must be >= 0 (0 disables)")
     need(cfg.log_every >= 1, "log_every must be >= 1")
     need(cfg.ckpt_every >= 0 and cfg.eval.every >= 0, "ckpt_every and eval.every must be >= 0")
     need(cfg.data.frames >= 1 and cfg.data.size >= 1, "data.frames and data.size must be >= 1")
+    ra = cfg.data.randaugment_magnitude
+    need(ra == "auto" or (not isinstance(ra, str) and 0 <= ra <= 30),
+         f"data.randaugment_magnitude must be 'auto' or a number in [0, 30] (the paper's is 10), got {ra!r}")
     need(cfg.data.workers >= 0, "data.workers must be >= 0 (--workers)")
     if cfg.scale_from:
         need(bool(cfg.init_from),
@@ -186,10 +192,18 @@ def load_config(
     *,
     overrides: Mapping[str, Any] | None = None,
     sets: Iterable[str] = (),
+    recipe: str | None = None,
 ) -> TrainConfig:
-    """Defaults of the preset <- YAML ``path`` <- ``overrides`` (dotted keys, e.g. from shortcut
-    flags) <- ``sets`` (``"a.b=value"`` strings). Validated before it is returned."""
+    """Defaults of the preset <- the named ``recipe`` (tubevit.configs.recipes) <- YAML ``path``
+    <- ``overrides`` (dotted keys, e.g. from shortcut flags) <- ``sets`` (``"a.b=value"``
+    strings). Validated before it is returned."""
     updates: list[tuple[str, Any]] = []
+    by_preset: dict = {}
+    if recipe:
+        from tubevit.configs.recipes import recipe_updates
+
+        updates, by_preset = recipe_updates(recipe)
+    n_recipe = len(updates)
     if path:
         p = Path(path)
         if not p.is_file():
@@ -201,7 +215,10 @@ def load_config(
     updates += list((overrides or {}).items())
     updates += [parse_set(s) for s in sets]
     presets = [v for k, v in updates if k == "preset"]
-    cfg = default_config(str(presets[-1]) if presets else "tubevit_base")
+    preset = str(presets[-1]) if presets else "tubevit_base"
+    if preset in by_preset:  # the recipe's settings for this size, still under --config / flags / --set
+        updates[n_recipe:n_recipe] = [(str(k), v) for k, v in (by_preset[preset] or {}).items()]
+    cfg = default_config(preset)
     return validate(apply_updates(cfg, updates))
 
 

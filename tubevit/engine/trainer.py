@@ -35,11 +35,11 @@ from tubevit.data.datasets import ImageDataset, VideoDataset
 from tubevit.data.joint import JointLoader, source_counts
 from tubevit.data.device_augment import finish_batch
 from tubevit.data.loader import FailureCounter, build_loader
-from tubevit.data.transforms import MixupCutmix, RandAugment
+from tubevit.data.transforms import MixupCutmix, RandAugment, auto_randaugment
 from tubevit.engine import checkpoint as ckpt_io
 from tubevit.engine import distributed as D
 from tubevit.engine.logs import MetricsLog, plot_metrics
-from tubevit.engine.optim import build_optimizer, build_scheduler
+from tubevit.engine.optim import build_optimizer, build_scheduler, scaled_lr
 from tubevit.engine.step import TrainStep
 from tubevit.model.config import ModelConfig
 from tubevit.model.tubes import check_fits, get_tube_set, resolve_model_tubes
@@ -83,7 +83,8 @@ def _class_names(src: SourceConfig, names: Sequence[str]) -> list[str]:
 def build_sources(cfg: TrainConfig) -> list[Source]:
     """Read the annotation files of every configured source (fails on a missing file or root)."""
     d = cfg.data
-    ra = RandAugment(d.randaugment_layers, d.randaugment_magnitude) if d.randaugment_layers > 0 else None
+    fixed_ra = not isinstance(d.randaugment_magnitude, str)  # "auto": per source, from its size
+    ra = RandAugment(d.randaugment_layers, d.randaugment_magnitude) if d.randaugment_layers > 0 and fixed_ra else None
     sources = []
     for kind, src in (("video", d.video), ("image", d.image)):
         if not src.train_list:
@@ -111,6 +112,9 @@ def build_sources(cfg: TrainConfig) -> list[Source]:
             train_only = {}
         train = dataset_cls.from_annotations(src.train_list, root, classes=classes, train=True, hflip=d.hflip,
                                              randaugment=ra, scale=(d.min_scale, 1.0), **common, **train_only)
+        if not fixed_ra and d.randaugment_layers > 0:
+            magnitude = auto_randaugment(len(train))
+            train.randaugment = RandAugment(d.randaugment_layers, magnitude) if magnitude > 0 else None
         names = _class_names(src, train.class_names)
         val = None
         if src.val_list:
@@ -271,7 +275,12 @@ class Trainer:
             raise ValueError("every source has weight 0; give at least one a positive data.*.weight")
         self.total_steps = self._total_steps()
 
-        self.optimizer = build_optimizer(self.net, cfg.optim)
+        # The lr is quoted for optim.lr_ref_batch clips per step; this run's steps see
+        # batch x grad_accum x processes clips of its first source.
+        first = self.sources[0]
+        self.global_batch = (first.cfg.batch_size or cfg.batch_size) * cfg.grad_accum * self.info.world_size
+        self.lr = scaled_lr(cfg.optim, self.global_batch)
+        self.optimizer = build_optimizer(self.net, cfg.optim, lr=self.lr)
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_steps)
         mix = None
         if cfg.mixup > 0 or cfg.cutmix > 0:

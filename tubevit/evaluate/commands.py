@@ -92,9 +92,12 @@ def evaluate_checkpoint(
     out=None,
     plot: bool = True,
     progress: bool = False,
+    stride_scale: float | None = None,
 ) -> dict:
     """Evaluate a checkpoint on an annotation file with multi-view testing; write the confusion
     matrix PNG (and the result JSON) to ``out`` (default: the checkpoint's folder).
+    ``stride_scale`` evaluates with the tubes' spatial strides scaled (Table 7d; default: the
+    checkpoint's ``model.eval_stride_scale``).
 
     Everything that can be checked before decoding a video (checkpoint, list file, data root,
     class count, options) is checked first.
@@ -110,6 +113,10 @@ def evaluate_checkpoint(
         raise ValueError(f"--batch-size must be >= 1, got {batch_size}")
     dev = resolve_device(device)
     loaded = load_model(checkpoint, device=dev)
+    if stride_scale is not None:
+        if not stride_scale > 0:
+            raise ValueError(f"--stride-scale must be a positive number, got {stride_scale}")
+        loaded.model.set_eval_stride_scale(stride_scale)
     # bf16/fp16: cast the weights once (autocast alone re-casts every weight on every forward).
     cast_for_inference(loaded.model, precision)
     head = loaded.head(head, prefer=_default_head(loaded))
@@ -139,6 +146,7 @@ def evaluate_checkpoint(
     result.update(
         checkpoint=str(checkpoint), head=head, classes=list(names), clips=clips, crops=crops,
         frames=geo["frames"], size=geo["size"], stride=geo["stride"], fps=geo["fps"], device=str(dev),
+        stride_scale=loaded.model.cfg.eval_stride_scale,
         per_class_named={n: a for n, a in zip(names, result["per_class"])},
     )
     folder = Path(out) if out else Path(checkpoint).parent

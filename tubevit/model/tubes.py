@@ -266,6 +266,21 @@ def scale_tube(spec: TubeSpec, factor: float, *, kernels: bool = False) -> TubeS
     return TubeSpec(tuple(kernel), tuple(stride), tuple(offset), spec.s2d, spec.name)
 
 
+def reduce_strides(spec: TubeSpec, factor: float) -> TubeSpec:
+    """``spec`` with its spatial strides multiplied by ``factor`` (< 1: denser, more tokens) and
+    nothing else changed, so the same weights apply: evaluation with more tokens than in training
+    (Table 7d). Strides round half up to a multiple of the space-to-depth factor (at least it)."""
+    if factor <= 0 or not math.isfinite(factor):
+        raise ValueError(f"stride scale must be a positive number, got {factor}")
+    if factor == 1:
+        return spec
+    stride = list(spec.stride)
+    for a in (1, 2):
+        f = spec.s2d[a]
+        stride[a] = max(f, f * _round_half_up(spec.stride[a] * factor / f))
+    return TubeSpec(spec.kernel, tuple(stride), spec.offset, spec.s2d, spec.name)
+
+
 def resolve_tube_scale(tube_scale, tubes, size: int | None) -> float:
     """The factor ``model.tube_scale`` means: a number as given; ``auto`` scales a named set from
     :data:`REFERENCE_SIZE` to the frame ``size`` (an explicit list is taken as given, factor 1,
@@ -329,4 +344,13 @@ class TubeLayout:
         out: list[tuple[float, float, float]] = []
         for s in self.specs:
             out.extend(tube_centres(s, self.input_thw))
+        return out
+
+    def grid_positions(self) -> list[tuple[float, float, float]]:
+        """Each token's ``(i, j, k)`` index in its own tube's grid, in token order: the position
+        "without stride and offset" of Table 7a (tokens of different tubes at the same grid
+        index get the same position)."""
+        out: list[tuple[float, float, float]] = []
+        for nt, nh, nw in self.grids:
+            out.extend((float(i), float(j), float(k)) for i in range(nt) for j in range(nh) for k in range(nw))
         return out

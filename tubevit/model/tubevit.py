@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 from tubevit.model.config import ModelConfig
 from tubevit.model.gate import GatedShortcut
 from tubevit.model.heads import AttentionPool, DatasetHeads, init_head
-from tubevit.model.pos_embed import PositionCache
+from tubevit.model.pos_embed import POS_EMBEDS, LearnedPosition, PositionCache
 from tubevit.model.presets import preset_config
 from tubevit.model.tokenizer import TubeTokenizer
 from tubevit.model.tubes import TubeLayout, get_tube_set, scaled_tube_set
@@ -35,7 +35,11 @@ class TubeViT(nn.Module):
         # A numeric tube_scale acts here; "auto" needs the frame size, which only a training run
         # (or inspect) knows: they resolve it into an explicit list first (factor 1 here).
         tubes = scaled_tube_set(cfg.tubes, cfg.tube_scale, None, kernels=cfg.tube_scale_kernels)
-        self.tokenizer = TubeTokenizer(get_tube_set(tubes), d, cfg.in_chans, cfg.tokenizer)
+        self.tokenizer = TubeTokenizer(get_tube_set(tubes), d, cfg.in_chans, cfg.tokenizer, cfg.eval_stride_scale)
+        if cfg.pos_embed not in POS_EMBEDS:
+            raise ValueError(f"unknown pos_embed {cfg.pos_embed!r}; choose one of {POS_EMBEDS}")
+        if cfg.pos_embed == "learned":
+            self.pos_learned = LearnedPosition(d)
         rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
             Block(d, cfg.num_heads, cfg.mlp_dim, qkv_bias=cfg.qkv_bias, drop=cfg.dropout, attn_drop=cfg.attn_dropout,
@@ -70,9 +74,20 @@ class TubeViT(nn.Module):
         return self._position_table(is_image, thw, x.device, dtype)
 
     def _position_table(self, is_image: bool, thw, device, dtype) -> torch.Tensor:
-        # The layout (and its centres) is only built on a cache miss.
-        centres = lambda: self.token_layout(thw[1:] if is_image else thw).centres()  # noqa: E731
-        return self.pos_cache.get(("image" if is_image else "video", thw), centres, device, dtype)
+        # The layout (and its positions) is only built on a cache miss. The key holds the tubes in
+        # use, which differ between training and eval mode when eval_stride_scale != 1.
+        mode = self.cfg.pos_embed
+        layout = lambda: self.token_layout(thw[1:] if is_image else thw)  # noqa: E731
+        key = ("image" if is_image else "video", thw, self.tokenizer.specs)
+        if mode == "sincos_centres":
+            return self.pos_cache.get(key, lambda: layout().centres(), device, dtype)
+        if mode == "sincos_grid":
+            return self.pos_cache.get(key + ("grid",), lambda: layout().grid_positions(), device, dtype)
+        if mode == "none":
+            return self.pos_cache.get(key + ("none",), lambda: [], device, dtype, zeros=layout().total)
+        # learned: integer centre coordinates (cached) index the learned tables (not cached: they train)
+        index = self.pos_cache.get(key + ("index",), lambda: layout().centres(), device, torch.long, raw=True)
+        return self.pos_learned(index).to(dtype)
 
     # ------------------------------------------------------------------ forward
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -135,10 +150,17 @@ class TubeViT(nn.Module):
             blk.eval()
         return self
 
+    def set_eval_stride_scale(self, factor: float) -> None:
+        """Evaluate at spatial strides x ``factor`` (Table 7d: more tokens than in training with
+        the same weights); training mode keeps the configured strides."""
+        self.tokenizer.set_eval_stride_scale(factor)
+        self.cfg.eval_stride_scale = float(factor)
+
     def no_weight_decay(self) -> set[str]:
         """Parameter names the optimizer should not decay (besides biases and norms)."""
         # The gate is a gain that starts at 0; decaying it would pull the shortcut shut.
-        return {"pool.probe"} | ({"gate.alpha"} if hasattr(self, "gate") else set())
+        return ({"pool.probe"} | ({"gate.alpha"} if hasattr(self, "gate") else set())
+                | ({"pos_learned.t", "pos_learned.y", "pos_learned.x"} if hasattr(self, "pos_learned") else set()))
 
     def add_head(self, name: str, num_classes: int) -> None:
         """Add (or replace) one dataset's head, e.g. for fine-tuning on a new label space."""
