@@ -34,7 +34,7 @@ RECIPE = "demo"
 
 def add_arguments(p) -> None:
     p.add_argument("--out", default="runs/demo", help="work directory (data/, train/) (default runs/demo)")
-    p.add_argument("--steps", type=int, default=500, help="optimizer steps (default 500)")
+    p.add_argument("--steps", type=int, default=240, help="optimizer steps (default 240: about 10 minutes on 2 cores)")
     p.add_argument("--clips", type=int, default=4, help="temporal views in the final evaluation (default 4)")
     p.add_argument("--crops", type=int, default=1, choices=(1, 3), help="spatial views in the final evaluation")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
