@@ -196,7 +196,6 @@ def main():
         q.add_argument("--randaugment", type=float, default=0.0, help="RandAugment magnitude (2 layers); 0 off")
         q.add_argument("--hflip", action="store_true")
     args = p.parse_args()
-    torch.set_num_threads(2)
     args.func(args)
 
 

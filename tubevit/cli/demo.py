@@ -72,6 +72,9 @@ def run(args) -> int:
     say(f"[2/3] training {cfg.preset} jointly on videos and images for {cfg.steps} steps -> {cfg.out}")
     result = train(cfg, resume=None)
     t_train = time.perf_counter() - t0 - t_data
+    if result["interrupted"]:  # Ctrl-C / SIGTERM: stop here, do not go on to the evaluation
+        say(f"stopped by {result['interrupted']} at step {result['step']}; nothing evaluated")
+        return 130 if result["interrupted"] == "SIGINT" else 143
 
     ckpt = Path(cfg.out) / ("best.pt" if (Path(cfg.out) / "best.pt").is_file() else "last.pt")
     say(f"[3/3] multi-view evaluation of {ckpt} ({args.clips} clips x {args.crops} crops)")
