@@ -64,9 +64,9 @@ class DataConfig:
     augment_on: str = "worker"
     # RandAugment layers and magnitude (§5: 2, 10); 0 layers disables it. "auto" scales the
     # magnitude with the size of each training set (tubevit.data.transforms.auto_randaugment):
-    # off below 10k samples, log-linear up to the paper's 10 at 100k and more. On a few hundred
-    # clips and a few thousand steps the paper's 2 x 10 keeps a from-scratch model at chance
-    # (docs/TRAINING.md, "Why the old defaults did not train").
+    # off below 10k samples, log-linear up to the paper's 10 at 100k and more. On 180 clips the
+    # paper's 2 x 10 (with flips and the old head init) kept a from-scratch model at ln K
+    # (docs/TRAINING.md, "The default recipe ... why the old defaults did not train").
     randaugment_layers: int = 2
     randaugment_magnitude: float | str = "auto"
     # Horizontal flips in training. Off by default: the paper's recipe lists none (§5), and a flip
