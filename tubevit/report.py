@@ -10,8 +10,9 @@ from __future__ import annotations
 import torch
 
 from tubevit.model.flops import count_flops
-from tubevit.model.tubes import TubeLayout, tube_centres
 from tubevit.factory import create_model
+from tubevit.model.presets import preset_config
+from tubevit.model.tubes import TubeLayout, resolve_tube_scale, scaled_tube_set, tube_centres
 
 FLOPS_CONVENTION = "FLOPs = 2 x multiply-adds, one forward of one view, counted by torch FlopCounterMode with the math attention backend"
 
@@ -43,18 +44,23 @@ def _tube_rows(layout: TubeLayout) -> list[dict]:
 
 
 def inspect_model(model: str = "tubevit_base", *, frames: int = 32, size=224, tubes=None, tokenizer=None,
-                  num_classes: int = 400, dense: bool = True, plot: str | None = None) -> dict:
+                  num_classes: int = 400, dense: bool = True, plot: str | None = None, tube_scale="auto") -> dict:
     """Tokens, parameters and GFLOPs of a preset on a ``frames x size`` clip (frames=0: an image);
-    with ``plot``, also draw the tubes' kernels to that PNG."""
+    with ``plot``, also draw the tubes' kernels to that PNG. ``tube_scale`` as in training
+    (``auto``: a named set scaled from 224 px to the frame size, the shorter side if not square)."""
     h, w = parse_size(size)
-    net = create_model(model, num_classes=num_classes, tubes=tubes, tokenizer=tokenizer, device="meta")
+    base = preset_config(model, **({"tubes": tubes} if tubes is not None else {}))
+    scaled = scaled_tube_set(base.tubes, tube_scale, min(h, w), kernels=base.tube_scale_kernels)
+    net = create_model(model, num_classes=num_classes, tubes=scaled, tokenizer=tokenizer, device="meta",
+                       tube_scale=1.0)
     shape = (h, w) if frames == 0 else (frames, h, w)
     net.tokenizer.check_input(torch.empty((1, net.cfg.in_chans, *shape), device="meta"))  # clear error if too small
     layout = net.token_layout(shape)
     params = net.param_groups_summary()
     flops = count_flops(net, (net.cfg.in_chans, *shape))
     report = {
-        "model": model, "tubes_set": net.cfg.tubes if isinstance(net.cfg.tubes, str) else "custom",
+        "model": model, "tubes_set": base.tubes if isinstance(base.tubes, str) else "custom",
+        "tube_scale": resolve_tube_scale(tube_scale, base.tubes, min(h, w)),
         "tokenizer": net.cfg.tokenizer, "input": list(layout.input_thw), "width": net.cfg.width, "depth": net.cfg.depth,
         "tokens": layout.total, "tubes": _tube_rows(layout),
         "params": params["total"], "params_tubes": params["tubes"], "params_backbone": params["backbone"],
@@ -73,7 +79,7 @@ def inspect_model(model: str = "tubevit_base", *, frames: int = 32, size=224, tu
 
 
 def format_report(r: dict) -> str:
-    lines = [f"{r['model']}  tokenizer={r['tokenizer']}  tubes={r['tubes_set']}  input T x H x W = "
+    lines = [f"{r['model']}  tokenizer={r['tokenizer']}  tubes={r['tubes_set']}  tube_scale={r['tube_scale']:.4g}  input T x H x W = "
              f"{'x'.join(map(str, r['input']))}  width={r['width']} depth={r['depth']}", ""]
     head = f"{'tube':<16}{'kernel':>10}{'stride':>12}{'offset':>10}{'s2d':>8}{'grid':>10}{'tokens':>8}   centres t / y / x"
     lines.append(head)

@@ -35,6 +35,9 @@ def add_arguments(p) -> None:
     p.add_argument("--stride", type=float, default=None, help="frame stride (default: the checkpoint's)")
     p.add_argument("--fps", type=float, default=None, help="target frame rate, overrides the stride")
     p.add_argument("--decoder", default=None, choices=("auto", "pyav", "torchcodec", "decord"))
+    p.add_argument("--stride-scale", type=float, default=None, metavar="F",
+                   help="evaluate with the tubes' spatial strides x F (F < 1: more tokens than in training, "
+                        "the same weights; Table 7d). Default: the checkpoint's model.eval_stride_scale")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     p.add_argument("--max-fail-fraction", type=float, default=DEFAULT_MAX_FAIL_FRACTION,
                    help="stop if more than this fraction of the videos cannot be decoded")
@@ -52,7 +55,7 @@ def run(args) -> int:
         aggregation=args.aggregation, precision=args.precision, batch_size=args.batch_size, workers=args.workers,
         head=args.head, frames=args.frames, size=args.size, stride=args.stride, fps=args.fps, decoder=args.decoder,
         device=args.device, view_batch=args.view_batch, max_fail_fraction=args.max_fail_fraction, out=args.out,
-        plot=not args.no_plot, progress=not args.json and sys.stderr.isatty(),
+        plot=not args.no_plot, progress=not args.json and sys.stderr.isatty(), stride_scale=args.stride_scale,
     )
     if args.json:
         print(json.dumps(_jsonable({k: v for k, v in result.items() if k not in _JSON_DROP})))

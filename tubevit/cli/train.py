@@ -1,7 +1,7 @@
 """`tubevit train`: train (or resume) a TubeViT on videos, images, or both jointly.
 
-Configuration is resolved as: the preset's defaults <- ``--config FILE.yaml`` <- the shortcut
-flags <- ``--set key=value`` (see docs/TRAINING.md). Under ``torchrun`` it runs distributed.
+Configuration is resolved as: the preset's defaults <- ``--recipe NAME`` <- ``--config FILE.yaml``
+<- the shortcut flags <- ``--set key=value`` (see docs/TRAINING.md). Under ``torchrun`` it runs distributed.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ SHORTCUTS = {
     "model": "preset",
     "tubes": "model.tubes",
     "tokenizer": "model.tokenizer",
+    "tube_scale": "model.tube_scale",
     "frames": "data.frames",
     "size": "data.size",
     "train_list": "data.video.train_list",
@@ -48,7 +49,25 @@ SHORTCUTS = {
 }
 
 
+def _tube_scale(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        import argparse
+
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a positive number, got {text!r}")
+    return value
+
+
 def add_arguments(p) -> None:
+    p.add_argument("--recipe", metavar="NAME", help="a named recipe (k400, ssv2, charades, in1k_k400, small, demo; "
+                   "--list-recipes): the base that --config, flags and --set override")
+    p.add_argument("--list-recipes", action="store_true", help="list the named recipes with their command, budget and "
+                   "expected result, and exit")
     p.add_argument("--config", metavar="FILE.yaml", help="a YAML config (e.g. the config.yaml of an earlier run)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config key, e.g. --set optim.weight_decay=0.05 --set model.drop_path=0.1 "
@@ -57,6 +76,9 @@ def add_arguments(p) -> None:
     g.add_argument("--model", choices=list_models(), help="preset (default tubevit_base)")
     g.add_argument("--tubes", choices=sorted(TUBE_SETS), help="tube set (default paper); custom sets via --set model.tubes=[...]")
     g.add_argument("--tokenizer", choices=TOKENIZERS)
+    g.add_argument("--tube-scale", type=_tube_scale, metavar="auto|FACTOR",
+                   help="scale the tubes' spatial strides and offsets: auto (default) from the set's 224 px to --size, "
+                        "or by FACTOR; the 1x16x16 image tube is kept (docs/MODEL.md)")
     g.add_argument("--init-from", metavar="PATH", help="initial weights: an image ViT (timm / HF .safetensors|.pth|.bin, "
                    "Google .npz) or a `tubevit convert` output (docs/PRETRAINED.md)")
     g.add_argument("--inflate", choices=("central", "average"), help="how --init-from's 2D kernel fills the video tubes")
@@ -107,7 +129,12 @@ def overrides_from_args(args) -> dict:
 def run(args) -> int:
     from tubevit.engine.trainer import NonFiniteLoss, train
 
-    cfg = load_config(args.config, overrides=overrides_from_args(args), sets=args.sets)
+    if args.list_recipes:
+        from tubevit.configs.recipes import format_recipes
+
+        print(format_recipes())
+        return 0
+    cfg = load_config(args.config, overrides=overrides_from_args(args), sets=args.sets, recipe=args.recipe)
     resume = None if args.fresh else args.resume
     try:
         result = train(cfg, resume=resume)

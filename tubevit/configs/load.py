@@ -165,6 +165,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.grad_accum >= 1, "grad_accum must be >= 1")
     need(cfg.steps >= 0 and cfg.epochs >= 0, "steps and epochs must be >= 0")
     need(cfg.optim.lr > 0, "optim.lr must be > 0 (--lr)")
+    need(cfg.optim.lr_scaling in ("sqrt", "linear", "none"), "optim.lr_scaling must be one of sqrt, linear, none")
+    need(cfg.optim.lr_ref_batch >= 0, "optim.lr_ref_batch must be >= 0 (0: the lr is used as given)")
+    need(0 <= cfg.optim.warmup_fraction < 1, "optim.warmup_fraction must be in [0, 1)")
     need(cfg.optim.clip_grad >= 0, "optim.clip_grad must be >= 0 (0 disables clipping)")
     bad = [t for t in cfg.trackers if t not in TRACKER_NAMES]
     need(not bad, f"unknown tracker(s) {bad}; trackers can be {list(TRACKER_NAMES)}")
@@ -183,6 +186,9 @@ def validate(cfg: TrainConfig) -> TrainConfig:
              f"got {v}")
     need(all(x > 0 for x in cfg.data.std), f"data.std must be > 0, got {cfg.data.std}")
     need(bool(cfg.data.mean) == bool(cfg.data.std), "set data.mean and data.std together (or neither)")
+    ra = cfg.data.randaugment_magnitude
+    need(ra == "auto" or (not isinstance(ra, str) and 0 <= ra <= 30),
+         f"data.randaugment_magnitude must be 'auto' or a number in [0, 30] (the paper's is 10), got {ra!r}")
     if cfg.scale_from:
         need(bool(cfg.init_from),
              f"scale_from {cfg.scale_from!r} needs the large image ViT whose blocks the scaled model takes: "
@@ -226,10 +232,18 @@ def load_config(
     *,
     overrides: Mapping[str, Any] | None = None,
     sets: Iterable[str] = (),
+    recipe: str | None = None,
 ) -> TrainConfig:
-    """Defaults of the preset <- YAML ``path`` <- ``overrides`` (dotted keys, e.g. from shortcut
-    flags) <- ``sets`` (``"a.b=value"`` strings). Validated before it is returned."""
+    """Defaults of the preset <- the named ``recipe`` (tubevit.configs.recipes) <- YAML ``path``
+    <- ``overrides`` (dotted keys, e.g. from shortcut flags) <- ``sets`` (``"a.b=value"``
+    strings). Validated before it is returned."""
     updates: list[tuple[str, Any]] = []
+    by_preset: dict = {}
+    if recipe:
+        from tubevit.configs.recipes import recipe_updates
+
+        updates, by_preset = recipe_updates(recipe)
+    n_recipe = len(updates)
     if path:
         p = Path(path)
         if not p.is_file():
@@ -241,7 +255,10 @@ def load_config(
     updates += list((overrides or {}).items())
     updates += [parse_set(s) for s in sets]
     presets = [v for k, v in updates if k == "preset"]
-    cfg = default_config(str(presets[-1]) if presets else "tubevit_base")
+    preset = str(presets[-1]) if presets else "tubevit_base"
+    if preset in by_preset:  # the recipe's settings for this size, still under --config / flags / --set
+        updates[n_recipe:n_recipe] = [(str(k), v) for k, v in (by_preset[preset] or {}).items()]
+    cfg = default_config(preset)
     return validate(apply_updates(cfg, updates))
 
 

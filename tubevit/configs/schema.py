@@ -79,11 +79,17 @@ class DataConfig:
     # clips) | device (workers crop and scale uint8; the step's device finishes the batch, so a
     # GPU run is not bound by CPU augmentation). Same clips for a seed either way.
     augment_on: str = "worker"
-    # RandAugment layers and magnitude (§5: 2, 10); 0 layers disables it.
+    # RandAugment layers and magnitude (§5: 2, 10); 0 layers disables it. "auto" scales the
+    # magnitude with the size of each training set (tubevit.data.transforms.auto_randaugment):
+    # off below 10k samples, log-linear up to the paper's 10 at 100k and more. On 180 clips the
+    # paper's 2 x 10 (with flips and the old head init) kept a from-scratch model at ln K
+    # (docs/TRAINING.md, "The default recipe ... why the old defaults did not train").
     randaugment_layers: int = 2
-    randaugment_magnitude: float = 10.0
-    # Horizontal flips in training; turn off where left/right is part of the label (SSv2).
-    hflip: bool = True
+    randaugment_magnitude: float | str = "auto"
+    # Horizontal flips in training. Off by default: the paper's recipe lists none (§5), and a flip
+    # changes the label wherever left/right is part of it (SSv2, the built-in data's move
+    # right/left and rotate cw/ccw). The k400 recipe turns it on.
+    hflip: bool = False
     # Smallest area fraction of the random resized crop (clips and images; ImageNet recipes use 0.08).
     min_scale: float = 0.25
     # Above this fraction of unreadable files per epoch the run stops.
@@ -98,16 +104,19 @@ class DataConfig:
 
 @dataclass
 class OptimConfig:
-    # Peak learning rate after warm-up (§5: 5e-5 for B, 1e-5 for L/H, both fine-tuning from an
-    # image ViT at batch 256; from scratch at small batch something like 5e-4 works better).
+    # Peak learning rate after warm-up, quoted for a global batch of lr_ref_batch (§5: 5e-5 for B,
+    # 1e-5 for L/H, fine-tuning from an image ViT at batch 256). The default is the from-scratch
+    # rate measured in docs/TRAINING.md ("The default recipe") at batch 16.
     lr: float = 5e-4
     # Decoupled (AdamW) weight decay (§5: 1e-3 for B, 1e-5 for L/H which diverge otherwise).
     weight_decay: float = 0.05
     beta1: float = 0.9
     beta2: float = 0.999
     eps: float = 1e-8
-    # Linear warm-up steps (§5: 10k of 300k); -1 = 5% of the run.
+    # Linear warm-up steps (§5: 10k of 300k); -1 = warmup_fraction of the run, so the warm-up
+    # scales with the run's length.
     warmup_steps: int = -1
+    warmup_fraction: float = 0.05
     # Cosine decay ends at lr * min_lr_ratio.
     min_lr_ratio: float = 0.0
     # Global gradient-norm clip; 0 disables it.
@@ -120,6 +129,12 @@ class OptimConfig:
     # the trained weights (val/<name>/ema_top1), checkpointed, exported with `tubevit export --ema`.
     # 0 = off.
     ema_decay: float = 0.0
+    # Global batch (clips per optimizer step over all processes and accumulation) the lr is quoted
+    # for; the run uses lr * sqrt(global_batch / lr_ref_batch) (lr_scaling), so changing
+    # --batch-size or the process count keeps the recipe; 0 uses lr as given.
+    lr_ref_batch: int = 16
+    # sqrt (Adam's rule: the update noise scales with 1/sqrt(batch)) | linear (Goyal et al., SGD) | none.
+    lr_scaling: str = "sqrt"
 
 
 @dataclass

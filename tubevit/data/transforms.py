@@ -35,6 +35,7 @@ __all__ = [
     "IMAGENET_STD",
     "MixupCutmix",
     "RandAugment",
+    "auto_randaugment",
     "center_crop",
     "crop",
     "crop_resize",
@@ -284,6 +285,17 @@ def _sharpness(x: torch.Tensor, factor: float) -> torch.Tensor:
     planes = x.reshape(-1, 1, h, w)
     blurred = F.conv2d(F.pad(planes, (1, 1, 1, 1), mode="replicate"), kernel[None, None])
     return _blend(planes, blurred, factor).reshape(x.shape)
+
+
+def auto_randaugment(num_samples: int, max_magnitude: float = 10.0) -> float:
+    """The magnitude ``randaugment_magnitude: auto`` means for a training set of ``num_samples``:
+    0 (off) below 10k samples, ``max_magnitude`` (the paper's 10, §5) from 100k, log-linear in
+    between. Strong augmentation is a regulariser for large sets and long runs; on a small set
+    trained from scratch for a few thousand steps it only hides the signal (docs/TRAINING.md)."""
+    if num_samples <= 0:
+        return 0.0
+    frac = (math.log10(num_samples) - 4.0) / (5.0 - 4.0)
+    return round(max_magnitude * min(1.0, max(0.0, frac)), 3)
 
 
 class RandAugment:

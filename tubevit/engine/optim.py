@@ -18,7 +18,8 @@ import torch.nn as nn
 
 from tubevit.configs.schema import OptimConfig
 
-__all__ = ["build_optimizer", "build_scheduler", "clean_name", "layer_id", "lr_factor", "param_groups", "warmup_steps"]
+__all__ = ["LR_SCALINGS", "build_optimizer", "build_scheduler", "clean_name", "layer_id", "lr_factor",
+           "param_groups", "scaled_lr", "warmup_steps"]
 
 _WRAPPER_PREFIXES = ("module.", "_orig_mod.", "_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
 
@@ -91,19 +92,35 @@ def param_groups(model: nn.Module, weight_decay: float, layer_decay: float = 1.0
     return out
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups` (each group's lr = ``cfg.lr * lr_scale``; the schedule
-    scales every group alike); the fused kernel when every parameter is on a GPU."""
+LR_SCALINGS = ("sqrt", "linear", "none")
+
+
+def scaled_lr(cfg: OptimConfig, global_batch: int) -> float:
+    """The peak lr of a run whose optimizer steps see ``global_batch`` clips: ``cfg.lr`` is
+    quoted for ``cfg.lr_ref_batch`` and scales by the square root (default; Adam) or linearly."""
+    if cfg.lr_scaling not in LR_SCALINGS:
+        raise ValueError(f"optim.lr_scaling must be one of {LR_SCALINGS}, got {cfg.lr_scaling!r}")
+    if cfg.lr_ref_batch <= 0 or cfg.lr_scaling == "none":
+        return cfg.lr
+    ratio = global_batch / cfg.lr_ref_batch
+    return cfg.lr * (math.sqrt(ratio) if cfg.lr_scaling == "sqrt" else ratio)
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig, lr: float | None = None) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups` at peak ``lr`` (default ``cfg.lr``; the trainer passes
+    :func:`scaled_lr`), each group at ``lr * lr_scale`` (layer decay; the schedule scales every
+    group alike); the fused kernel when every parameter is on a GPU."""
+    peak = cfg.lr if lr is None else lr
     groups = param_groups(model, cfg.weight_decay, cfg.layer_decay)
     for g in groups:
-        g["lr"] = cfg.lr * g["lr_scale"]
+        g["lr"] = peak * g["lr_scale"]
     fused = all(p.is_cuda for g in groups for p in g["params"])
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused or None)
+    return torch.optim.AdamW(groups, lr=cfg.lr if lr is None else lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused or None)
 
 
 def warmup_steps(cfg: OptimConfig, total_steps: int) -> int:
-    """Configured warm-up, or 5% of the run when it is -1; never more than the run."""
-    w = int(round(0.05 * total_steps)) if cfg.warmup_steps < 0 else cfg.warmup_steps
+    """Configured warm-up, or ``warmup_fraction`` of the run when it is -1; never more than the run."""
+    w = int(round(cfg.warmup_fraction * total_steps)) if cfg.warmup_steps < 0 else cfg.warmup_steps
     return max(0, min(w, total_steps))
 
 

@@ -37,18 +37,18 @@ from tubevit.data.datasets import ImageDataset, VideoDataset
 from tubevit.data.joint import JointLoader, source_counts
 from tubevit.data.device_augment import finish_batch
 from tubevit.data.loader import FailureCounter, build_loader, plan_cpu
-from tubevit.data.transforms import MixupCutmix, RandAugment
+from tubevit.data.transforms import MixupCutmix, RandAugment, auto_randaugment
 from tubevit.engine import checkpoint as ckpt_io
 from tubevit.engine import distributed as D
 from tubevit.engine.ema import EMA
 from tubevit.engine.trackers import check_trackers
 from tubevit.engine.logs import MetricsLog, plot_metrics
-from tubevit.engine.optim import build_optimizer, build_scheduler
+from tubevit.engine.optim import build_optimizer, build_scheduler, scaled_lr
 from tubevit.engine.step import TrainStep
 from tubevit.io import sharded
 from tubevit.io.schema import Preprocessing, meta_from_checkpoint
 from tubevit.model.config import ModelConfig
-from tubevit.model.tubes import check_fits, get_tube_set
+from tubevit.model.tubes import check_fits, get_tube_set, resolve_model_tubes
 from tubevit.model.tubevit import TubeViT
 from tubevit.model.precision import cast_for_inference, compute_dtype
 
@@ -92,7 +92,8 @@ def build_sources(cfg: TrainConfig) -> list[Source]:
     the data.video / data.image shorthand); fails on a missing file or root. Each source's clips
     use its own frames / stride / fps / size where it sets them (``cfg.clip``)."""
     d = cfg.data
-    ra = RandAugment(d.randaugment_layers, d.randaugment_magnitude) if d.randaugment_layers > 0 else None
+    fixed_ra = not isinstance(d.randaugment_magnitude, str)  # "auto": per source, from its size
+    ra = RandAugment(d.randaugment_layers, d.randaugment_magnitude) if d.randaugment_layers > 0 and fixed_ra else None
     if not d.sources:
         for kind, src in (("video", d.video), ("image", d.image)):
             if src.val_list and not src.train_list:
@@ -123,6 +124,9 @@ def build_sources(cfg: TrainConfig) -> list[Source]:
             train_only = {}
         train = dataset_cls.from_annotations(src.train_list, root, classes=classes, train=True, hflip=d.hflip,
                                              randaugment=ra, scale=(d.min_scale, 1.0), **common, **train_only)
+        if not fixed_ra and d.randaugment_layers > 0:
+            magnitude = auto_randaugment(len(train))
+            train.randaugment = RandAugment(d.randaugment_layers, magnitude) if magnitude > 0 else None
         names = _class_names(src, train.class_names)
         val = None
         if src.val_list:
@@ -199,6 +203,9 @@ class Trainer:
         self.out = Path(cfg.out)
         self.sources = list(sources) if sources is not None else build_sources(cfg)
         if not cfg.scale_from:  # a scaled model's tubes are known once it is built
+            # model.tube_scale (auto: the named set from 224 px to data.size) becomes an explicit
+            # tube list here, so config.yaml and every checkpoint rebuild exactly these tubes.
+            cfg.model = resolve_model_tubes(cfg.model, cfg.data.size)
             _check_inputs(cfg, self.sources)
         cfg.model.num_classes = {s.name: len(s.classes) for s in self.sources}
 
@@ -277,7 +284,12 @@ class Trainer:
             raise ValueError("every source has weight 0; give at least one a positive data.*.weight")
         self.total_steps = self._total_steps()
 
-        self.optimizer = build_optimizer(self.model, cfg.optim)
+        # The lr is quoted for optim.lr_ref_batch clips per step; this run's steps see
+        # batch x grad_accum x processes clips of its first source.
+        first = self.sources[0]
+        self.global_batch = (first.cfg.batch_size or cfg.batch_size) * cfg.grad_accum * self.info.world_size
+        self.lr = scaled_lr(cfg.optim, self.global_batch)
+        self.optimizer = build_optimizer(self.model, cfg.optim, lr=self.lr)
         # After sharding: under FSDP2 the EMA shadow is sharded like the parameters.
         self.ema = EMA(self.model, cfg.optim.ema_decay) if cfg.optim.ema_decay > 0 else None
         self.scheduler = build_scheduler(self.optimizer, cfg.optim, self.total_steps)

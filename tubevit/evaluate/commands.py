@@ -85,9 +85,12 @@ def evaluate_checkpoint(
     out=None,
     plot: bool = True,
     progress: bool = False,
+    stride_scale: float | None = None,
 ) -> dict:
     """Evaluate a checkpoint on an annotation file with multi-view testing; write the confusion
     matrix PNG (and the result JSON) to ``out`` (default: the checkpoint's folder).
+    ``stride_scale`` evaluates with the tubes' spatial strides scaled (Table 7d; default: the
+    checkpoint's ``model.eval_stride_scale``).
 
     Everything that can be checked before decoding a video (checkpoint, list file, data root,
     class count, options) is checked first.
@@ -103,6 +106,10 @@ def evaluate_checkpoint(
                                reader="tubevit eval --checkpoint")
     dev = session.device
     _set_threads(workers, dev)
+    if stride_scale is not None:
+        if not stride_scale > 0:
+            raise ValueError(f"--stride-scale must be a positive number, got {stride_scale}")
+        session.model.set_eval_stride_scale(stride_scale)
     samples, list_names = read_annotations(val_list, data_root, classes)
     # Images (an ImageFolder tree or a list of image files) go through the 2D tube alone, exactly
     # as the trainer's image validation; videos through every tube with clips x crops views.
@@ -140,6 +147,7 @@ def evaluate_checkpoint(
     result.update(
         checkpoint=str(checkpoint), head=head, kind=kind, classes=list(names), clips=clips, crops=crops,
         frames=geo["frames"], size=geo["size"], stride=geo["stride"], fps=geo["fps"], device=str(dev),
+        stride_scale=session.model.cfg.eval_stride_scale,
         per_class_named={n: a for n, a in zip(names, result["per_class"])},
     )
     folder = Path(out) if out else Path(checkpoint).parent

@@ -20,6 +20,14 @@ class ModelConfig:
     # A named tube set (paper, two_tube, image2d, charades, dense) or a list of tube dicts
     # {kernel, stride, offset, s2d, name}; see tubevit.model.tubes.
     tubes: Any = "paper"
+    # The paper's tubes are laid out in pixels for 224 x 224 frames. "auto" scales a named set's
+    # spatial strides and offsets from 224 to the training frame size (data.size; the trainer
+    # resolves it into an explicit tube list, so config.yaml and checkpoints rebuild it exactly);
+    # a number scales by that factor. The 1x16x16 image tube is never scaled. See
+    # tubevit.model.tubes.scale_tube and docs/MODEL.md, "Size-aware tube sets".
+    tube_scale: float | str = "auto"
+    # Scale the spatial kernel sizes too (off: the kernels, hence the weights, stay the paper's).
+    tube_scale_kernels: bool = False
     # multi | s2d | interpolated (§3.4). s2d with the paper set is the paper's main model.
     tokenizer: str = "s2d"
     # One linear head per dataset (§3.5): {"k400": 400, "imagenet": 1000}.
@@ -38,6 +46,14 @@ class ModelConfig:
     head_dropout: float = 0.0
     # LayerScale init value (None: no layer scale, as in the original ViT).
     layer_scale: float | None = None
+    # Position embedding (Table 7a ablation): sincos_centres (the paper's: fixed sin-cos at each
+    # tube's centre in input pixels/frames, 84.5) | sincos_grid (the same sin-cos at each token's
+    # index in its own tube's grid, i.e. without stride and offset, 77.7) | learned (a learned
+    # table per axis over integer centre coordinates, 79.2) | none (78.6). See model/pos_embed.py.
+    pos_embed: str = "sincos_centres"
+    # Table 7d: in eval mode multiply every tube's spatial stride by this (< 1: more tokens than in
+    # training, the same weights); training is unaffected. 1 = evaluate as trained.
+    eval_stride_scale: float = 1.0
     # tau of the sin-cos position embedding (§3.3, Eq. 6).
     pos_tau: float = 10000.0
     # The sin-cos embedding fills 6 channels per frequency, so it needs width % 6 == 0. The paper's

@@ -33,6 +33,13 @@ class AttentionPool(nn.Module):
         return self.proj(y)
 
 
+def init_head(head: nn.Linear) -> None:
+    """A classifier's init: small truncated-normal weights (std 0.02, the timm ViT convention)
+    and zero bias, so the logits start near 0 and the loss at init is ln K (docs/TRAINING.md)."""
+    nn.init.trunc_normal_(head.weight, std=0.02)
+    nn.init.zeros_(head.bias)
+
+
 class DatasetHeads(nn.ModuleDict):
     """One ``Linear(d, classes)`` per dataset name (state-dict keys ``heads.{name}.weight``),
     with dropout before it (§5: 0.3 for SSv2, 0.2 for Charades)."""
@@ -42,9 +49,14 @@ class DatasetHeads(nn.ModuleDict):
             raise ValueError("give at least one head, e.g. num_classes={'k400': 400}")
         super().__init__({name: nn.Linear(dim, int(n)) for name, n in num_classes.items()})
         self.dropout = float(dropout)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Every head to :func:`init_head`. The model calls this after its model-wide init, which
+        would otherwise leave xavier-uniform weights here (std ~0.1 for 192 -> 10: logits of
+        std ~1 at init, a loss above ln K and a head that dominates the first updates)."""
         for head in self.values():
-            nn.init.trunc_normal_(head.weight, std=0.02)
-            nn.init.zeros_(head.bias)
+            init_head(head)
 
     @property
     def names(self) -> list[str]:

@@ -68,14 +68,23 @@ class PositionCache:
         self.dim, self.tau, self.zero_fill, self.max_entries = dim, tau, zero_fill, max_entries
         self._cache: OrderedDict = OrderedDict()
 
-    def get(self, key: tuple, centres_fn, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    def get(self, key: tuple, centres_fn, device: torch.device, dtype: torch.dtype, *, zeros: int | None = None,
+            raw: bool = False) -> torch.Tensor:
+        """The sin-cos table of ``centres_fn()`` (``[N, 3]`` positions); ``zeros=N``: an all-zero
+        ``[N, d]`` table (no position embedding); ``raw``: the positions themselves, floored, as
+        ``dtype`` (the learned variant's indices)."""
         full_key = (key, str(device), dtype)
         hit = self._cache.get(full_key)
         if hit is not None:
             self._cache.move_to_end(full_key)
             return hit
-        centres = torch.tensor(centres_fn(), dtype=torch.float64)
-        table = sincos_from_centres(centres, self.dim, self.tau, self.zero_fill).to(device=device, dtype=dtype)
+        if zeros is not None:
+            table = torch.zeros(zeros, self.dim, device=device, dtype=dtype)
+        elif raw:
+            table = torch.tensor(centres_fn(), dtype=torch.float64).floor().to(device=device, dtype=dtype)
+        else:
+            centres = torch.tensor(centres_fn(), dtype=torch.float64)
+            table = sincos_from_centres(centres, self.dim, self.tau, self.zero_fill).to(device=device, dtype=dtype)
         if _cacheable(table):
             self._cache[full_key] = table
             if len(self._cache) > self.max_entries:
@@ -98,3 +107,28 @@ def reference_embedding(t: float, y: float, x: float, dim: int, tau: float = 100
 
 def centres_key(input_thw: Sequence[int]) -> tuple:
     return tuple(int(v) for v in input_thw)
+
+
+POS_EMBEDS = ("sincos_centres", "sincos_grid", "learned", "none")
+
+
+class LearnedPosition(torch.nn.Module):
+    """The "learned" row of Table 7a, for any input size: one learned table per axis indexed by
+    the token's integer centre coordinate (frame, row, column; rounded down, clamped to the table),
+    summed. The paper does not describe its learned variant; a per-token table would tie the
+    model to one token count, which the computed embeddings avoid."""
+
+    def __init__(self, dim: int, max_frames: int = 256, max_pixels: int = 512):
+        super().__init__()
+        self.t = torch.nn.Parameter(torch.zeros(max_frames, dim))
+        self.y = torch.nn.Parameter(torch.zeros(max_pixels, dim))
+        self.x = torch.nn.Parameter(torch.zeros(max_pixels, dim))
+        for p in (self.t, self.y, self.x):
+            torch.nn.init.trunc_normal_(p, std=0.02)
+
+    def forward(self, index: torch.Tensor) -> torch.Tensor:
+        """``index [N, 3]`` integer ``(t, y, x)`` -> ``[N, d]``."""
+        t = index[:, 0].clamp(0, self.t.shape[0] - 1)
+        y = index[:, 1].clamp(0, self.y.shape[0] - 1)
+        x = index[:, 2].clamp(0, self.x.shape[0] - 1)
+        return self.t[t] + self.y[y] + self.x[x]

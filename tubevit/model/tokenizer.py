@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from tubevit.model.tubes import TubeLayout, TubeSpec, check_fits, image_tube_index, tube_grid
+from tubevit.model.tubes import TubeLayout, TubeSpec, check_fits, image_tube_index, reduce_strides, tube_grid
 
 TOKENIZERS = ("multi", "s2d", "interpolated")
 INTERP_BASE_KERNEL = (8, 8, 8)
@@ -70,9 +70,10 @@ class Tube(nn.Module):
             self.register_parameter("weight", None)
         self.bias = nn.Parameter(torch.zeros(self.out_chans))
 
-    def forward(self, x: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
-        """``x [B, C, T, H, W]`` -> tokens ``[B, nt*nh*nw, d]``."""
-        spec = self.spec
+    def forward(self, x: torch.Tensor, weight: torch.Tensor | None = None, spec: TubeSpec | None = None) -> torch.Tensor:
+        """``x [B, C, T, H, W]`` -> tokens ``[B, nt*nh*nw, d]``; ``spec`` may change the strides
+        (not the kernel) of the tube's own spec (evaluation at reduced strides)."""
+        spec = self.spec if spec is None else spec
         weight = self.weight if weight is None else weight
         grid = tube_grid(spec, x.shape[2:])
         cs = spec.conv_stride
@@ -102,17 +103,28 @@ class Tube(nn.Module):
 class TubeTokenizer(nn.Module):
     """Turns a clip or an image into the concatenated tokens of all its tubes (no position yet)."""
 
-    def __init__(self, specs, dim: int, in_chans: int = 3, mode: str = "s2d"):
+    def __init__(self, specs, dim: int, in_chans: int = 3, mode: str = "s2d", eval_stride_scale: float = 1.0):
         super().__init__()
         self.mode = mode
-        self.specs = resolve_specs(specs, mode)
+        self.train_specs = resolve_specs(specs, mode)
+        # Table 7d: in eval mode the tubes may run at reduced spatial strides (more tokens, the
+        # same kernels and weights); training always uses the configured ones.
+        self.eval_specs = tuple(reduce_strides(s, eval_stride_scale) for s in self.train_specs)
         self.dim, self.in_chans = dim, in_chans
         shared = mode == "interpolated"
         if shared:
             self.kernel = nn.Parameter(torch.empty(dim, in_chans, *INTERP_BASE_KERNEL))
             _lecun_normal_(self.kernel.data)
-        self.tubes = nn.ModuleList(Tube(s, in_chans, dim, own_weight=not shared) for s in self.specs)
-        self.image_tube = image_tube_index(self.specs)
+        self.tubes = nn.ModuleList(Tube(s, in_chans, dim, own_weight=not shared) for s in self.train_specs)
+        self.image_tube = image_tube_index(self.train_specs)
+
+    @property
+    def specs(self) -> tuple[TubeSpec, ...]:
+        """The tubes in use: the training geometry, or in eval mode the (possibly denser) eval one."""
+        return self.train_specs if self.training else self.eval_specs
+
+    def set_eval_stride_scale(self, factor: float) -> None:
+        self.eval_specs = tuple(reduce_strides(s, factor) for s in self.train_specs)
 
     def layout(self, input_thw) -> TubeLayout:
         return TubeLayout(tuple(int(v) for v in input_thw), self.specs)
@@ -158,4 +170,5 @@ class TubeTokenizer(nn.Module):
             x = x.unsqueeze(2)  # an image is a one-frame clip [B, C, 1, H, W]
         which = self.tubes_for(is_image)
         weights = self._weights(which)
-        return torch.cat([self.tubes[i](x, w) for i, w in zip(which, weights)], dim=1)
+        specs = self.specs
+        return torch.cat([self.tubes[i](x, w, specs[i]) for i, w in zip(which, weights)], dim=1)

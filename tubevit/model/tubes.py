@@ -22,6 +22,7 @@ far end (documented choice; the paper does not state the reduced strides or bord
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
@@ -230,6 +231,91 @@ def get_tube_set(tubes) -> tuple[TubeSpec, ...]:
     return specs
 
 
+# Every named set is laid out in pixels for 224 x 224 frames (§4.1: the paper trains at 224).
+REFERENCE_SIZE = 224
+
+
+def _round_half_up(x: float) -> int:
+    return int(math.floor(x + 0.5))
+
+
+def scale_tube(spec: TubeSpec, factor: float, *, kernels: bool = False) -> TubeSpec:
+    """``spec`` with its spatial strides and offsets (and, with ``kernels``, spatial kernel sizes)
+    multiplied by ``factor`` -- the knob Table 7d turns -- rounded to whole pixels.
+
+    Rules (docs/MODEL.md, "Size-aware tube sets"):
+
+    * time is untouched: the clip length does not follow the frame size;
+    * a stride is rounded to the nearest multiple of the tube's space-to-depth factor along that
+      axis (at least that factor), so the packed neighbours still sit at ``stride / f``;
+    * offsets and kernels round half up, kernels to at least 1 pixel;
+    * the 2D (1-frame) tube is returned unchanged: it is the image patchifier (16x16 at stride 16,
+      the image ViT's patch embedding) and images go through it alone, so it must stay exact.
+    """
+    if factor <= 0 or not math.isfinite(factor):
+        raise ValueError(f"tube scale must be a positive number, got {factor}")
+    if spec.is_2d or factor == 1:
+        return spec
+    kernel, stride, offset = list(spec.kernel), list(spec.stride), list(spec.offset)
+    for a in (1, 2):  # h, w
+        f = spec.s2d[a]
+        stride[a] = max(f, f * _round_half_up(spec.stride[a] * factor / f))
+        offset[a] = _round_half_up(spec.offset[a] * factor)
+        if kernels:
+            kernel[a] = max(1, _round_half_up(spec.kernel[a] * factor))
+    return TubeSpec(tuple(kernel), tuple(stride), tuple(offset), spec.s2d, spec.name)
+
+
+def reduce_strides(spec: TubeSpec, factor: float) -> TubeSpec:
+    """``spec`` with its spatial strides multiplied by ``factor`` (< 1: denser, more tokens) and
+    nothing else changed, so the same weights apply: evaluation with more tokens than in training
+    (Table 7d). Strides round half up to a multiple of the space-to-depth factor (at least it)."""
+    if factor <= 0 or not math.isfinite(factor):
+        raise ValueError(f"stride scale must be a positive number, got {factor}")
+    if factor == 1:
+        return spec
+    stride = list(spec.stride)
+    for a in (1, 2):
+        f = spec.s2d[a]
+        stride[a] = max(f, f * _round_half_up(spec.stride[a] * factor / f))
+    return TubeSpec(spec.kernel, tuple(stride), spec.offset, spec.s2d, spec.name)
+
+
+def resolve_tube_scale(tube_scale, tubes, size: int | None) -> float:
+    """The factor ``model.tube_scale`` means: a number as given; ``auto`` scales a named set from
+    :data:`REFERENCE_SIZE` to the frame ``size`` (an explicit list is taken as given, factor 1,
+    and so is ``auto`` when no frame size is known, e.g. a model built outside a training run)."""
+    if isinstance(tube_scale, str):
+        if tube_scale != "auto":
+            raise ValueError(f"model.tube_scale must be 'auto' or a positive number, got {tube_scale!r}")
+        if not isinstance(tubes, str) or not size:
+            return 1.0
+        return float(size) / REFERENCE_SIZE
+    factor = float(tube_scale)
+    if factor <= 0 or not math.isfinite(factor):
+        raise ValueError(f"model.tube_scale must be 'auto' or a positive number, got {tube_scale!r}")
+    return factor
+
+
+def resolve_model_tubes(model_cfg, size: int):
+    """``model_cfg`` (a ModelConfig) with ``tube_scale`` resolved against the frame ``size``: the
+    same config when the factor is 1, else one with the explicit scaled tube list and
+    ``tube_scale=1``, which rebuilds the same tubes whatever size it is later used at."""
+    tubes = scaled_tube_set(model_cfg.tubes, model_cfg.tube_scale, size, kernels=model_cfg.tube_scale_kernels)
+    if tubes is model_cfg.tubes:
+        return model_cfg
+    return model_cfg.replace(tubes=tubes, tube_scale=1.0, tube_scale_kernels=False)
+
+
+def scaled_tube_set(tubes, tube_scale="auto", size: int | None = None, *, kernels: bool = False):
+    """``tubes`` (a name or a list) at ``tube_scale``: the name itself when the factor is 1 (so
+    nothing changes at 224 px), else the explicit list of tube dicts a checkpoint rebuilds from."""
+    factor = resolve_tube_scale(tube_scale, tubes, size)
+    if factor == 1:
+        return tubes
+    return [scale_tube(s, factor, kernels=kernels).to_dict() for s in get_tube_set(tubes)]
+
+
 def image_tube_index(specs: Sequence[TubeSpec]) -> int | None:
     """Index of the tube images go through: the first one frame deep (None if there is none)."""
     return next((i for i, s in enumerate(specs) if s.is_2d), None)
@@ -258,4 +344,13 @@ class TubeLayout:
         out: list[tuple[float, float, float]] = []
         for s in self.specs:
             out.extend(tube_centres(s, self.input_thw))
+        return out
+
+    def grid_positions(self) -> list[tuple[float, float, float]]:
+        """Each token's ``(i, j, k)`` index in its own tube's grid, in token order: the position
+        "without stride and offset" of Table 7a (tokens of different tubes at the same grid
+        index get the same position)."""
+        out: list[tuple[float, float, float]] = []
+        for nt, nh, nw in self.grids:
+            out.extend((float(i), float(j), float(k)) for i in range(nt) for j in range(nh) for k in range(nw))
         return out

@@ -14,11 +14,11 @@ from torch.utils.checkpoint import checkpoint
 
 from tubevit.model.config import ModelConfig
 from tubevit.model.gate import GatedShortcut
-from tubevit.model.heads import AttentionPool, DatasetHeads
-from tubevit.model.pos_embed import PositionCache
+from tubevit.model.heads import AttentionPool, DatasetHeads, init_head
+from tubevit.model.pos_embed import POS_EMBEDS, LearnedPosition, PositionCache
 from tubevit.model.presets import preset_config
 from tubevit.model.tokenizer import TubeTokenizer
-from tubevit.model.tubes import TubeLayout, get_tube_set
+from tubevit.model.tubes import TubeLayout, get_tube_set, scaled_tube_set
 from tubevit.model.vit import Block
 
 
@@ -30,7 +30,14 @@ class TubeViT(nn.Module):
         # Not a buffer: the table depends on the input shape and is never saved. Built first so a
         # width the embedding cannot take fails before anything is allocated.
         self.pos_cache = PositionCache(d, cfg.pos_tau, cfg.pos_zero_fill)
-        self.tokenizer = TubeTokenizer(get_tube_set(cfg.tubes), d, cfg.in_chans, cfg.tokenizer)
+        # A numeric tube_scale acts here; "auto" needs the frame size, which only a training run
+        # (or inspect) knows: they resolve it into an explicit list first (factor 1 here).
+        tubes = scaled_tube_set(cfg.tubes, cfg.tube_scale, None, kernels=cfg.tube_scale_kernels)
+        self.tokenizer = TubeTokenizer(get_tube_set(tubes), d, cfg.in_chans, cfg.tokenizer, cfg.eval_stride_scale)
+        if cfg.pos_embed not in POS_EMBEDS:
+            raise ValueError(f"unknown pos_embed {cfg.pos_embed!r}; choose one of {POS_EMBEDS}")
+        if cfg.pos_embed == "learned":
+            self.pos_learned = LearnedPosition(d)
         rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
             Block(d, cfg.num_heads, cfg.mlp_dim, qkv_bias=cfg.qkv_bias, drop=cfg.dropout, attn_drop=cfg.attn_dropout,
@@ -49,6 +56,7 @@ class TubeViT(nn.Module):
         self.class_names: dict | None = None
         self.preprocessing = None
         self.apply(_init_linear)
+        self.heads.reset_parameters()  # after the model-wide xavier init, which must not reach the heads
         self.freeze_until(cfg.freeze_until)
 
     # ------------------------------------------------------------------ geometry
@@ -67,9 +75,20 @@ class TubeViT(nn.Module):
         return self._position_table(is_image, thw, x.device, dtype)
 
     def _position_table(self, is_image: bool, thw, device, dtype) -> torch.Tensor:
-        # The layout (and its centres) is only built on a cache miss.
-        centres = lambda: self.token_layout(thw[1:] if is_image else thw).centres()  # noqa: E731
-        return self.pos_cache.get(("image" if is_image else "video", thw), centres, device, dtype)
+        # The layout (and its positions) is only built on a cache miss. The key holds the tubes in
+        # use, which differ between training and eval mode when eval_stride_scale != 1.
+        mode = self.cfg.pos_embed
+        layout = lambda: self.token_layout(thw[1:] if is_image else thw)  # noqa: E731
+        key = ("image" if is_image else "video", thw, self.tokenizer.specs)
+        if mode == "sincos_centres":
+            return self.pos_cache.get(key, lambda: layout().centres(), device, dtype)
+        if mode == "sincos_grid":
+            return self.pos_cache.get(key + ("grid",), lambda: layout().grid_positions(), device, dtype)
+        if mode == "none":
+            return self.pos_cache.get(key + ("none",), lambda: [], device, dtype, zeros=layout().total)
+        # learned: integer centre coordinates (cached) index the learned tables (not cached: they train)
+        index = self.pos_cache.get(key + ("index",), lambda: layout().centres(), device, torch.long, raw=True)
+        return self.pos_learned(index).to(dtype)
 
     # ------------------------------------------------------------------ forward
     def embed(self, x: torch.Tensor) -> torch.Tensor:
@@ -132,16 +151,22 @@ class TubeViT(nn.Module):
             blk.eval()
         return self
 
+    def set_eval_stride_scale(self, factor: float) -> None:
+        """Evaluate at spatial strides x ``factor`` (Table 7d: more tokens than in training with
+        the same weights); training mode keeps the configured strides."""
+        self.tokenizer.set_eval_stride_scale(factor)
+        self.cfg.eval_stride_scale = float(factor)
+
     def no_weight_decay(self) -> set[str]:
         """Parameter names the optimizer should not decay (besides biases and norms)."""
         # The gate is a gain that starts at 0; decaying it would pull the shortcut shut.
-        return {"pool.probe"} | ({"gate.alpha"} if hasattr(self, "gate") else set())
+        return ({"pool.probe"} | ({"gate.alpha"} if hasattr(self, "gate") else set())
+                | ({"pos_learned.t", "pos_learned.y", "pos_learned.x"} if hasattr(self, "pos_learned") else set()))
 
     def add_head(self, name: str, num_classes: int) -> None:
         """Add (or replace) one dataset's head, e.g. for fine-tuning on a new label space."""
         head = nn.Linear(self.cfg.width, num_classes)
-        nn.init.trunc_normal_(head.weight, std=0.02)
-        nn.init.zeros_(head.bias)
+        init_head(head)
         p = next(self.parameters())
         self.heads[name] = head.to(device=p.device, dtype=p.dtype)
         self.cfg.num_classes = {**self.cfg.num_classes, name: int(num_classes)}
@@ -209,7 +234,8 @@ class TubeViT(nn.Module):
 
 
 def _init_linear(m: nn.Module) -> None:
-    # JAX ViT convention: xavier-uniform linear weights, zero biases (heads re-initialised by DatasetHeads).
+    # JAX ViT convention: xavier-uniform linear weights, zero biases (the heads are re-initialised
+    # afterwards by DatasetHeads.reset_parameters).
     if isinstance(m, nn.Linear) and m.weight.device.type != "meta":
         nn.init.xavier_uniform_(m.weight)
         if m.bias is not None:
