@@ -293,6 +293,9 @@ class Trainer:
             if len(self.loaders[s.name]) == 0:
                 raise ValueError(f"source {s.name!r} has {len(s.train)} samples, fewer than one batch of {bs} "
                                  f"per process; lower --batch-size (or data.{s.kind}.batch_size)")
+        # Batches per epoch, taken before the joint loader's resume skip shortens len() of the
+        # resumed epoch (reading len() later made `epoch` 1.5 instead of 0.75 after a resume).
+        self._epoch_batches = {name: len(loader) for name, loader in self.loaders.items()}
         self._train_sets = {s.name: s.train for s in self.sources}
         self.weights = {s.name: s.cfg.weight for s in self.sources}
         if sum(self.weights.values()) <= 0:
@@ -326,7 +329,7 @@ class Trainer:
         share = self.weights[first] / sum(self.weights.values())
         if share == 0:
             raise ValueError(f"--epochs counts passes over {first!r}, whose weight is 0; use --steps")
-        micro = math.ceil(cfg.epochs * len(self.loaders[first]) / share)
+        micro = math.ceil(cfg.epochs * self._epoch_batches[first] / share)
         return max(1, math.ceil(micro / cfg.grad_accum))
 
     def _log(self, msg: str) -> None:
@@ -357,7 +360,7 @@ class Trainer:
 
     def _epoch(self, counts: Mapping[str, int]) -> float:
         first = self.sources[0].name
-        return counts[first] / len(self.loaders[first])
+        return counts[first] / self._epoch_batches[first]
 
     def _checkpoint_state(self, epoch: float, counts: Mapping[str, int]) -> dict | None:
         """The checkpoint dict on rank 0 (None elsewhere); collective under FSDP."""
@@ -499,6 +502,9 @@ class Trainer:
         start = self.step
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            # Each a full checkpoint (or config) that a killed write left behind.
+            for tmp in ckpt_io.remove_stale_temporaries(self.out):
+                self._log(f"removed {tmp}, left by an interrupted write")
             save_config(cfg, self.out / "config.yaml")
             self.metrics = MetricsLog(self.out, resume_step=start if self.ckpt is not None else None,
                                       tensorboard=cfg.tensorboard)
