@@ -151,6 +151,11 @@ def run(args) -> int:
         msg = f"step {result['step']}/{result['total_steps']} in {result['seconds']:.0f} s"
         if top1 is not None:
             msg += f"; validation top-1 {top1:.3f} ({val.get('val_top5', float('nan')):.3f} top-5)"
+        skipped = result.get("skipped") or {}
+        if any(skipped.values()):
+            msg += "; skipped unreadable training samples: " + ", ".join(f"{n} {k}" for n, k in skipped.items())
+        else:
+            msg += "; no training sample skipped"
         print(f"{msg}; outputs in {result['out']}")
     if result["interrupted"]:
         return 130 if result["interrupted"] == "SIGINT" else 143

@@ -27,6 +27,7 @@ tubevit.io.sharded; consolidated into one process, weights and metadata only) an
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Mapping
@@ -41,9 +42,52 @@ from tubevit.model.config import ModelConfig
 from tubevit.model.tubevit import TubeViT
 
 __all__ = [
-    "FORMAT", "atomic_save", "capture_rng", "check_architecture", "check_classes", "latest_in_run",
-    "load_checkpoint", "model_config_of", "model_from_checkpoint", "restore_rng", "save_checkpoint",
+    "FORMAT", "atomic_save", "atomic_write_text", "capture_rng", "check_architecture", "check_classes",
+    "latest_in_run", "load_checkpoint", "model_config_of", "model_from_checkpoint", "remove_stale_temporaries",
+    "restore_rng", "save_checkpoint",
 ]
+
+
+def atomic_write_text(text: str, path: str | Path) -> Path:
+    """Write ``text`` to ``path`` atomically (temporary file, fsync, rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files (``.NAME.tmpPID``) that a killed process left in ``folder``: those
+    of a process that no longer runs (a live one may be writing). Returns what was removed."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp*"):
+        pid = tmp.name.rsplit(".tmp", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        try:
+            tmp.unlink()
+            removed.append(tmp)
+        except OSError:
+            pass
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
 
 
 def load_checkpoint(path: str | Path, map_location="cpu", *, reader: str = "tubevit train --resume") -> dict:

@@ -29,6 +29,21 @@ def read_metrics(path: str | Path) -> list[dict]:
     return rows
 
 
+def _finite(v):
+    """NaN and infinities are not JSON: they are written as ``null`` (a value that could not be had)."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
+
+
+def _dumps(record: dict) -> str:
+    return json.dumps(_finite(record), allow_nan=False)
+
+
 class MetricsLog:
     """Appends records to ``metrics.jsonl``; on resume, drops records past the resumed step
     (they belong to the part of the killed run that is being redone)."""
@@ -36,18 +51,21 @@ class MetricsLog:
     def __init__(self, out: Path, *, resume_step: int | None = None, trackers=(), config=None):
         self.path = Path(out) / "metrics.jsonl"
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        from tubevit.engine.checkpoint import atomic_write_text
+
+        # Atomic: a kill or a full disk during the rewrite keeps the old file, never an empty one.
         if resume_step is None:
-            self.path.write_text("")
+            atomic_write_text("", self.path)
         else:
             kept = [r for r in read_metrics(self.path) if r.get("step", 0) <= resume_step]
-            self.path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            atomic_write_text("".join(_dumps(r) + "\n" for r in kept), self.path)
         from tubevit.engine.trackers import build_trackers
 
         self.trackers = build_trackers(trackers, out, config or {}, resume=resume_step is not None)
 
     def write(self, record: dict) -> None:
         with self.path.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(_dumps(record) + "\n")
         for t in self.trackers:
             t.log(record)
 

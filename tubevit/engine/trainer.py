@@ -52,11 +52,42 @@ from tubevit.model.tubes import check_fits, get_tube_set, resolve_model_tubes
 from tubevit.model.tubevit import TubeViT
 from tubevit.model.precision import cast_for_inference, compute_dtype
 
-__all__ = ["NonFiniteLoss", "Source", "Trainer", "build_model", "build_sources", "train"]
+__all__ = ["NonFiniteLoss", "Source", "Trainer", "UnreadableData", "build_model", "build_sources", "train"]
 
 
 class NonFiniteLoss(RuntimeError):
     """The training loss (or gradient norm) became NaN or infinite."""
+
+
+class UnreadableData(ValueError):
+    """Too many training samples could not be read: every sample of a source's first batches, or more
+    than ``data.max_fail_fraction`` of those attempted over the run (a wrong data root, a broken copy)."""
+
+
+# A source whose first batches (this many, or all of them if fewer) held no readable sample stops the run.
+FIRST_BATCHES = 2
+_ROOT_FLAG = {"video": "--data-root", "image": "--image-root"}
+
+
+def _sample_path(dataset, index: int) -> str:
+    """The file behind ``dataset``'s sample ``index`` as the dataset resolves it (root / relative)."""
+    samples, root = getattr(dataset, "samples", None), getattr(dataset, "root", None)
+    if samples is None or not 0 <= index < len(samples):
+        return f"sample {index}"
+    rel = Path(str(samples[index][0]))
+    return str(rel if rel.is_absolute() or root is None else Path(root) / rel)
+
+
+def _unreadable_message(source: "Source", counter: FailureCounter, *, why: str) -> str:
+    """One line naming the source, its root, the first unreadable file, and the flags that fix it."""
+    root = getattr(source.train, "root", None) or source.cfg.root or "(none)"
+    first = _sample_path(source.train, counter.failed_indices[0]) if counter.failed_indices else "?"
+    exists = Path(first).exists() if first[:7] != "sample " else True
+    return (f"source {source.name!r}: {counter.failed} of {counter.seen} training samples could not be read "
+            f"({why}); data root {root}, first unreadable file {first}"
+            f"{'' if exists else ' (does not exist)'}. Pass the directory the paths in "
+            f"{source.cfg.train_list or 'the annotation file'} are relative to with {_ROOT_FLAG[source.kind]}, "
+            f"or allow more failures with --set data.max_fail_fraction=F (now {counter.max_fraction:g})")
 
 
 @dataclass
@@ -278,6 +309,9 @@ class Trainer:
             if len(self.loaders[s.name]) == 0:
                 raise ValueError(f"source {s.name!r} has {len(s.train)} samples, fewer than one batch of {bs} "
                                  f"per process; lower --batch-size (or the source's batch_size)")
+        # Batches per epoch, taken before the joint loader's resume skip shortens len() of the
+        # resumed epoch (reading len() later made `epoch` 1.5 instead of 0.75 after a resume).
+        self._epoch_batches = {name: len(loader) for name, loader in self.loaders.items()}
         self._train_sets = {s.name: s.train for s in self.sources}
         self.weights = {s.name: s.cfg.weight for s in self.sources}
         if sum(self.weights.values()) <= 0:
@@ -301,9 +335,10 @@ class Trainer:
             num_classes=cfg.model.num_classes, precision=cfg.precision, clip_grad=cfg.optim.clip_grad,
             label_smoothing=cfg.label_smoothing, mix=mix,
         )
-        self.step, self.best_top1, self.last_eval = 0, -1.0, {}
+        self.step, self.best_top1, self.best_step, self.last_eval = 0, -1.0, None, {}
         if self.ckpt is not None:
             self._restore(self.ckpt)
+            self._check_best(self.ckpt)
         self._stop_signal: int | None = None
         self.tracker_names = list(cfg.trackers) + (["tensorboard"] if cfg.tensorboard else [])
         if self.info.is_main:
@@ -320,7 +355,7 @@ class Trainer:
         share = self.weights[first] / sum(self.weights.values())
         if share == 0:
             raise ValueError(f"--epochs counts passes over {first!r}, whose weight is 0; use --steps")
-        micro = math.ceil(cfg.epochs * len(self.loaders[first]) / share)
+        micro = math.ceil(cfg.epochs * self._epoch_batches[first] / share)
         return max(1, math.ceil(micro / cfg.grad_accum))
 
     def _log(self, msg: str) -> None:
@@ -350,11 +385,12 @@ class Trainer:
         ckpt_io.restore_rng(ck["rng"])
         self.step = int(ck["step"])
         self.best_top1 = float(ck.get("best_top1", -1.0))
+        self.best_step = ck.get("best_step")
         self.last_eval = dict(ck.get("metrics", {}))
 
     def _epoch(self, counts: Mapping[str, int]) -> float:
         first = self.sources[0].name
-        return counts[first] / len(self.loaders[first])
+        return counts[first] / self._epoch_batches[first]
 
     def _meta(self, epoch: float, counts: Mapping[str, int]) -> dict:
         """Everything of a checkpoint but the model and optimizer tensors."""
@@ -374,6 +410,7 @@ class Trainer:
             "scaler": self.stepper.scaler.state_dict() if self.stepper.scaler.is_enabled() else {},
             "rng": ckpt_io.capture_rng(),
             "best_top1": self.best_top1,
+            "best_step": self.best_step,
             "metrics": self.last_eval,
         }
 
@@ -387,24 +424,78 @@ class Trainer:
             state["ema"] = self.ema.full()
         return state
 
+    def _params_finite(self) -> bool:
+        """Every rank's parameters (its shard under FSDP) are finite; one host sync per checkpoint.
+        Checked whatever the clipping: with ``optim.clip_grad=0`` a NaN gradient reaches the weights
+        without a non-finite gradient norm being recorded."""
+        flags = [torch.isfinite(p).all() for p in self.model.parameters()]
+        ok = bool(torch.stack(flags).all()) if flags else True
+        if self.info.enabled:
+            ok = not D.all_reduce_flag(not ok, self.info)
+        return ok
+
     def save(self, epoch: float, counts: Mapping[str, int], *, best: bool = False) -> None:
         """fsdp=true: a sharded checkpoint folder (last.dcp, best.dcp), every rank writing its shard;
-        otherwise one file (last.pt, best.pt) written by rank 0."""
+        otherwise one file (last.pt, best.pt) written by rank 0. The best one is written first:
+        the last one records the best step, so a kill between the two writes leaves a best
+        checkpoint at least as new as the last one says."""
+        if not self._params_finite():
+            last = self._last_path()
+            kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written"
+            raise NonFiniteLoss(
+                f"the model's parameters became non-finite by step {self.step}; nothing was saved and {kept}. "
+                f"Lower the learning rate (--lr), keep gradient clipping on (--set optim.clip_grad=1.0), "
+                f"or use --precision fp32/bf16 instead of fp16")
+        if best:
+            self.best_step = self.step
         if self.cfg.fsdp:
             meta = self._meta(epoch, counts)
-            for name in ("last", "best") if best else ("last",):
+            for name in ("best", "last") if best else ("last",):
                 sharded.save_sharded(self.out / f"{name}{sharded.SUFFIX}", self.model, self.optimizer, meta,
                                      ema=self.ema)
             return
         state = self._checkpoint_state(epoch, counts)
         if state is not None:
-            ckpt_io.save_checkpoint(state, self.out / "last.pt")
             if best:
                 ckpt_io.save_checkpoint(state, self.out / "best.pt")
+            ckpt_io.save_checkpoint(state, self.out / "last.pt")
         D.barrier(self.info)
 
     def _last_path(self) -> Path:
         return self.out / ("last.dcp" if self.cfg.fsdp else "last.pt")
+
+    def _check_best(self, ck: Mapping) -> None:
+        """On resume, make ``best.pt`` agree with what ``last.pt`` records (a kill can leave it
+        missing or older): rewrite it from the checkpoint when that is the best one, else forget
+        the recorded best so that the next validation writes a fresh ``best.pt``. Rank 0 decides
+        (it owns the files) and every rank follows, so all agree on when ``save(best=True)`` runs."""
+        want = ck.get("best_step")
+        if want is None or self.sharded_ckpt:  # sharded: both folders are complete-or-absent
+            return
+        forget = False
+        if self.info.is_main:
+            path = self.out / "best.pt"
+            have = None
+            if path.is_file():
+                try:
+                    have = int(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("step", -1))
+                except Exception:  # unreadable: treat as missing
+                    have = None
+            was = "missing" if have is None else f"at step {have}"
+            if have is not None and have >= want:
+                pass  # as recorded, or written just before a kill that kept last.pt from recording it
+            elif want == int(ck["step"]):
+                path.parent.mkdir(parents=True, exist_ok=True)
+                ckpt_io.save_checkpoint(dict(ck), path)
+                self._log(f"best.pt was {was}; rewrote it from {self.ckpt_path} (the best checkpoint, step {want})")
+            else:
+                forget = True
+                self._log(f"best.pt is {was} but {self.ckpt_path} records the best at step {want}; "
+                          f"the next validation writes a new best.pt")
+        if self.info.enabled:
+            forget = D.all_reduce_flag(forget, self.info)
+        if forget:
+            self.best_top1, self.best_step = -1.0, None
 
     def _on_signal(self, signum, frame) -> None:
         if self._stop_signal is None:
@@ -470,6 +561,9 @@ class Trainer:
         start = self.step
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
+            # Each a full checkpoint (or config) that a killed write left behind.
+            for tmp in ckpt_io.remove_stale_temporaries(self.out):
+                self._log(f"removed {tmp}, left by an interrupted write")
             save_config(cfg, self.out / "config.yaml")
             self.metrics = MetricsLog(self.out, resume_step=start if self.ckpt is not None else None,
                                       trackers=self.tracker_names, config=cfg.to_dict())
@@ -479,7 +573,23 @@ class Trainer:
         names = [s.name for s in self.sources]
         kinds = {s.name: s.kind for s in self.sources}
         counts = dict(zip(names, source_counts(cfg.seed, start * accum, [self.weights[n] for n in names])))
-        failures = {s.name: FailureCounter(cfg.data.max_fail_fraction, name=s.name) for s in self.sources}
+        # Counted here (the counter's own threshold is applied below with a message naming the flags).
+        failures = {s.name: FailureCounter(1.0, name=s.name) for s in self.sources}
+        self.failures = failures
+        by_name = {s.name: s for s in self.sources}
+        first_batches = {n: min(FIRST_BATCHES, len(self.loaders[n])) for n in names}
+        fetched = {n: 0 for n in names}
+
+        def check_unreadable(name: str, final: bool = False) -> None:
+            c, limit = failures[name], cfg.data.max_fail_fraction
+            if not c.failed:
+                return
+            if c.failed == c.seen and fetched[name] >= first_batches[name]:
+                raise UnreadableData(_unreadable_message(by_name[name], c, why=f"every sample of the first "
+                                                         f"{fetched[name]} batches"))
+            if (final or c.seen >= c.min_samples) and c.fraction > limit:
+                raise UnreadableData(_unreadable_message(by_name[name], c, why=f"{c.fraction:.1%} > "
+                                                         f"data.max_fail_fraction={limit:g}"))
         batches = iter(JointLoader(self.loaders, self.weights, cfg.seed, start_step=start * accum))
 
         handlers = {}
@@ -521,7 +631,9 @@ class Trainer:
                     for _ in range(accum):
                         _, name, batch = next(batches)
                         counts[name] += 1
+                        fetched[name] += 1
                         failures[name].update(batch)
+                        check_unreadable(name)
                         if batch["num_samples"] == 0:
                             continue
                         x = batch[kinds[name]].to(dev, non_blocking=True)
@@ -533,8 +645,10 @@ class Trainer:
                         interrupted = self._stop_signal
                         break
                     raise
-                losses = self.stepper(micros, gen)
-                if self.ema is not None:
+                # A step whose every batch was unreadable trains on nothing: no loss is logged for it;
+                # the schedule still advances so the run keeps its length.
+                losses = self.stepper(micros, gen)  # with no micro-batch: no gradient, no update
+                if self.ema is not None and micros:
                     self.ema.update()
                 for (name, _, _), loss in zip(micros, losses):
                     loss_sum[name] += loss
@@ -552,9 +666,11 @@ class Trainer:
                     rate = seen * info.world_size / max(now - t_log, 1e-9)
                     lr = max(g["lr"] for g in self.optimizer.param_groups)  # the peak (layer decay)
                     if info.is_main:
-                        record = {"step": self.step, "epoch": round(epoch, 4),
-                                  "loss": sum(v * loss_n[n] for n, v in means.items()) / max(sum(loss_n.values()), 1),
-                                  "lr": lr, "clips_per_s": round(rate, 2)}
+                        record = {"step": self.step, "epoch": round(epoch, 4)}
+                        if means:  # no loss for a stretch that trained on nothing
+                            record["loss"] = sum(v * loss_n[n] for n, v in means.items()) / sum(loss_n.values())
+                        record.update({"lr": lr, "clips_per_s": round(rate, 2),
+                                       "skipped": sum(c.failed for c in failures.values())})
                         record.update({f"loss/{n}": v for n, v in means.items()})
                         self.metrics.write(record)
                         bar.set_postfix({**{f"loss_{n}": f"{v:.3f}" for n, v in means.items()},
@@ -586,6 +702,9 @@ class Trainer:
             bar.close()
             for sig, h in handlers.items():
                 signal.signal(sig, h)
+        if not interrupted:
+            for n in names:  # the run-wide threshold, also for runs shorter than its minimum count
+                check_unreadable(n, final=True)
         if interrupted and saved_at != self.step:
             # The loop broke while fetching data (a worker died with the signal): keep what was done.
             check_finite(self.step)
@@ -599,6 +718,7 @@ class Trainer:
             "best_top1": self.best_top1, "val": self.last_eval, "out": str(self.out),
             "seconds": round(time.perf_counter() - t_start, 2),
             "interrupted": signal.Signals(interrupted).name if interrupted else None,
+            "skipped": {n: c.failed for n, c in failures.items()},
         }
         if interrupted:
             self._log(f"stopped by {result['interrupted']} at step {self.step}; checkpoint {self._last_path()} "
