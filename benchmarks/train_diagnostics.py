@@ -26,7 +26,7 @@ from tubevit.data.synthetic import _video_params, render_video
 from tubevit.data.transforms import RandAugment, hflip, normalize
 from tubevit.engine.optim import lr_factor
 from tubevit.model.tubes import scaled_tube_set
-from tubevit.model.tubevit import create_model
+from tubevit.factory import create_model
 
 
 def bars_video(cls: int, rng: np.random.Generator, frames: int, size: int) -> np.ndarray:

@@ -7,7 +7,7 @@ import torch
 
 from tubevit.model.pos_embed import reference_embedding
 from tubevit.model.tubes import TubeLayout, get_tube_set, reduce_strides
-from tubevit.model.tubevit import create_model
+from tubevit.factory import create_model
 
 SMALL = dict(num_classes=3, depth=1, width=12, num_heads=2, mlp_dim=24)
 

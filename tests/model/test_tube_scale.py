@@ -9,7 +9,7 @@ import torch
 
 from tubevit.model.tubes import (TubeLayout, TubeSpec, get_tube_set, resolve_tube_scale, scale_tube,
                                  scaled_tube_set, tube_centres)
-from tubevit.model.tubevit import create_model
+from tubevit.factory import create_model
 
 
 def _layout(tubes, t, s):
