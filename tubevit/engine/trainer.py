@@ -245,6 +245,8 @@ class Trainer:
             ckpt_path = ckpt_io.latest_in_run(self.out)
         elif resume:
             ckpt_path = Path(resume)
+            if ckpt_path.is_dir() and not sharded.is_sharded_checkpoint(ckpt_path):  # a run folder
+                ckpt_path = ckpt_io.latest_in_run(ckpt_path) or ckpt_path
         # A sharded checkpoint (a folder) is read after the model is sharded; its trainer.pt now.
         self.sharded_ckpt = ckpt_path is not None and ckpt_path.is_dir()
         if self.sharded_ckpt:
