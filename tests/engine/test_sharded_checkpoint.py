@@ -30,7 +30,10 @@ def test_fsdp_run_writes_a_complete_sharded_checkpoint(dcp_run):
     assert sharded.is_sharded_checkpoint(out / "last.dcp")
     assert not any(p.name.startswith(".") for p in out.iterdir())  # no .tmp / .old left behind
     meta = sharded.read_meta(out / "last.dcp")
-    assert meta["format"] == sharded.FORMAT and meta["step"] == 3 and "model" not in meta
+    assert meta["step"] == 3 and "model" not in meta
+    # On disk the folder names its kind; readers see the training checkpoint's format.
+    raw = torch.load(out / "last.dcp" / sharded.META, weights_only=True)
+    assert raw["format"] == sharded.FORMAT and meta["format"] == raw["checkpoint_format"] != sharded.FORMAT
 
 
 def test_export_of_a_run_folder_with_a_sharded_checkpoint(dcp_run, tmp_path):
@@ -53,7 +56,7 @@ def test_a_folder_without_trainer_pt_is_not_a_checkpoint_and_a_mid_swap_copy_is_
     assert load_checkpoint(run)["step"] == 3
     os.remove(run / ".last.dcp.old" / sharded.META)  # incomplete: never taken for a checkpoint
     assert latest_in_run(run) is None
-    with pytest.raises(FileNotFoundError, match="holds no checkpoint"):
+    with pytest.raises(ValueError, match="holds no model file"):
         load_checkpoint(run)
 
 

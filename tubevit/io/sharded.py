@@ -98,7 +98,10 @@ def save_sharded(folder: str | Path, model: nn.Module, optimizer: torch.optim.Op
     if _rank() == 0:
         from tubevit.engine.checkpoint import atomic_save
 
-        atomic_save({**meta, "format": FORMAT, "ema": esd is not None}, tmp / META)
+        # "format" names this folder's kind; the training checkpoint's own format is kept beside it
+        # for the consolidated dict (read by tubevit.io like a last.pt).
+        atomic_save({**meta, "format": FORMAT, "checkpoint_format": meta.get("format"), "ema": esd is not None},
+                    tmp / META)
         if folder.exists():
             shutil.rmtree(old, ignore_errors=True)
             os.replace(folder, old)
@@ -113,7 +116,12 @@ def read_meta(folder: str | Path) -> dict:
     if not is_sharded_checkpoint(folder):
         raise FileNotFoundError(f"{folder} is not a complete sharded checkpoint (no .metadata or {META}); "
                                 f"pass the last.dcp folder of an fsdp=true run")
-    return torch.load(folder / META, map_location="cpu", weights_only=True)
+    meta = torch.load(folder / META, map_location="cpu", weights_only=True)
+    # Readers see a training checkpoint's metadata: its own format, not the folder kind's.
+    from tubevit.engine.checkpoint import FORMAT as CHECKPOINT_FORMAT
+
+    meta["format"] = meta.pop("checkpoint_format", None) or CHECKPOINT_FORMAT
+    return meta
 
 
 def load_sharded(folder: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None, *, ema=None) -> dict:
@@ -171,6 +179,11 @@ def consolidate(folder: str | Path, *, ema: bool = False) -> dict:
     ckpt = {k: v for k, v in meta.items() if k not in ("scheduler", "rng", "scaler")}
     ckpt["model"] = sd
     ckpt["sharded_from"] = str(folder)
+    if ckpt.get("format") == FORMAT:  # the consolidated dict is a training checkpoint
+        from tubevit.engine.checkpoint import FORMAT as CHECKPOINT_FORMAT
+
+        ckpt["format"] = meta.get("checkpoint_format") or CHECKPOINT_FORMAT
+    ckpt.pop("checkpoint_format", None)
     return ckpt
 
 
