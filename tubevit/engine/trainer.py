@@ -216,6 +216,97 @@ def _check_inputs(cfg: TrainConfig, sources: Sequence[Source]) -> None:
             check_fits([t for t in specs if t.is_2d][:1], (1, size, size))
 
 
+# Keys that may differ between a run and the checkpoint it resumes: the run's length and what only
+# changes how it is watched or where it runs (not the trajectory). Any other difference is another
+# experiment, which resuming by itself would silently mix into the old one.
+RESUME_FREE_KEYS = ("steps", "epochs", "out", "progress", "log_every", "ckpt_every", "tensorboard",
+                    "device", "compile", "data.workers", "eval.every", "eval.batch_size")
+
+
+def _flatten(d: Mapping, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            flat.update(_flatten(v, key + "."))
+        else:
+            flat[key] = list(v) if isinstance(v, tuple) else v
+    return flat
+
+
+def config_differences(now: Mapping, saved: Mapping) -> list[str]:
+    """``"key: saved -> now"`` for every resolved config key (dotted) that differs between the
+    checkpoint's config and this run's, ignoring :data:`RESUME_FREE_KEYS`."""
+    a, b = _flatten(saved), _flatten(now)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if key in RESUME_FREE_KEYS:
+            continue
+        va, vb = a.get(key, "(absent)"), b.get(key, "(absent)")
+        if _norm(va) != _norm(vb):
+            out.append(f"{key}: {_short(va)} -> {_short(vb)}")
+    return out
+
+
+def _norm(v):
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, Mapping):
+        return {k: _norm(x) for k, x in v.items()}
+    return v
+
+
+def _short(v, limit: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class OutLock:
+    """``OUT/.lock`` (rank 0): one run per output folder. The file holds ``pid host``; a lock whose
+    process no longer runs on this host is stale: it is named, removed and taken over."""
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / ".lock"
+        self.held = False
+
+    def acquire(self, log) -> None:
+        import os
+        import socket
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = f"{os.getpid()} {socket.gethostname()}"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid, host = self._owner()
+                if host == socket.gethostname() and pid is not None and not ckpt_io._alive(pid):
+                    log(f"removing the stale lock {self.path} of process {pid} (no longer running)")
+                    self.path.unlink(missing_ok=True)
+                    continue
+                who = f"process {pid} on {host}" if pid is not None else "an unknown process"
+                raise ValueError(
+                    f"output folder {self.path.parent} is in use by another run ({who}, lock {self.path}); "
+                    f"wait for it to finish, or pass another --out (delete {self.path} only if no run uses "
+                    f"the folder)") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(me + "\n")
+            self.held = True
+            return
+
+    def _owner(self) -> tuple[int | None, str | None]:
+        try:
+            pid, host = self.path.read_text().split()[:2]
+            return int(pid), host
+        except (OSError, ValueError):
+            return None, None
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
 def _step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed & 0xFFFFFFFF, step, rank, 0x7B]).generate_state(1, np.uint64)[0] >> 1)
 
@@ -225,11 +316,13 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 
 class Trainer:
     """``Trainer(cfg).fit()``. ``resume``: ``"auto"`` (continue from ``out/last.pt`` if it exists),
-    a checkpoint path, or ``None`` (start fresh; an existing ``last.pt`` is overwritten).
+    a checkpoint path, or ``None`` (start fresh; an existing ``last.pt`` is overwritten). A resume
+    whose resolved config differs from the checkpoint's (apart from :data:`RESUME_FREE_KEYS`) is
+    refused naming the keys, unless ``allow_changes`` (the CLI's explicit ``--resume``).
     ``sources`` replaces :func:`build_sources` (tests pass in-memory datasets)."""
 
     def __init__(self, cfg: TrainConfig, *, resume: str | Path | None = "auto",
-                 sources: Sequence[Source] | None = None):
+                 sources: Sequence[Source] | None = None, allow_changes: bool = False):
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.sources = list(sources) if sources is not None else build_sources(cfg)
@@ -264,6 +357,15 @@ class Trainer:
             # The scaled tubes were derived from the small model, which resuming does not read.
             saved = ckpt_io.model_config_of(self.ckpt)
             cfg.model = cfg.model.replace(tubes=saved.tubes, tokenizer=saved.tokenizer)
+        if self.ckpt is not None and isinstance(self.ckpt.get("config"), Mapping):
+            diff = config_differences(cfg.to_dict(), self.ckpt["config"])
+            if diff and not allow_changes:
+                raise ValueError(
+                    f"{ckpt_path} was trained with another configuration ({'; '.join(diff)}); "
+                    f"pass --resume to continue it anyway with the new settings, --fresh to start over in "
+                    f"{self.out}, or another --out for a new run")
+            if diff:
+                self._log(f"resuming {ckpt_path} with changed settings: {'; '.join(diff)}")
         # Resuming: the checkpoint holds the weights, so --init-from / --scale-from are not read.
         model = build_model(cfg, weights=self.ckpt is None)
         if cfg.scale_from:
@@ -554,11 +656,22 @@ class Trainer:
 
     # -------------------------------------------------------------------------------- the loop
     def fit(self, stop_after: int | None = None) -> dict:
-        """Train to ``total_steps`` (or stop after step ``stop_after``, writing a checkpoint)."""
+        """Train to ``total_steps`` (or stop after step ``stop_after``, writing a checkpoint), holding
+        the output folder's lock."""
+        info = self.info
+        start = self.step
+        self._lock = OutLock(self.out)
+        if info.is_main:
+            self._lock.acquire(self._log)  # before anything in the folder is touched
+        try:
+            return self._fit(start, stop_after)
+        finally:
+            self._lock.release()
+
+    def _fit(self, start: int, stop_after: int | None) -> dict:
         from tqdm import tqdm
 
         cfg, info = self.cfg, self.info
-        start = self.step
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             # Each a full checkpoint (or config) that a killed write left behind.
@@ -726,9 +839,9 @@ class Trainer:
         return result
 
 
-def train(cfg: TrainConfig, *, resume: str | Path | None = "auto", sources=None) -> dict:
+def train(cfg: TrainConfig, *, resume: str | Path | None = "auto", sources=None, allow_changes: bool = False) -> dict:
     """Build and run a :class:`Trainer`; tears the process group down afterwards."""
-    trainer = Trainer(cfg, resume=resume, sources=sources)
+    trainer = Trainer(cfg, resume=resume, sources=sources, allow_changes=allow_changes)
     try:
         return trainer.fit()
     finally:
