@@ -129,7 +129,7 @@ def overrides_from_args(args) -> dict:
 
 
 def run(args) -> int:
-    from tubevit.engine.trainer import NonFiniteLoss, train
+    from tubevit.engine.trainer import DiskFull, NonFiniteLoss, train
 
     if args.list_recipes:
         from tubevit.configs.recipes import format_recipes
@@ -142,7 +142,7 @@ def run(args) -> int:
     resume = None if args.fresh else (args.resume or "auto")
     try:
         result = train(cfg, resume=resume, allow_changes=args.resume is not None)
-    except NonFiniteLoss as err:
+    except (NonFiniteLoss, DiskFull) as err:
         print(f"tubevit train: stopped: {err}", file=sys.stderr)
         return 1
     if os.environ.get("RANK", "0") != "0":

@@ -17,6 +17,7 @@ bits).
 from __future__ import annotations
 
 import copy
+import errno
 import math
 import os
 import signal
@@ -52,11 +53,15 @@ from tubevit.model.tubes import check_fits, get_tube_set, resolve_model_tubes
 from tubevit.model.tubevit import TubeViT
 from tubevit.model.precision import cast_for_inference, compute_dtype
 
-__all__ = ["NonFiniteLoss", "Source", "Trainer", "UnreadableData", "build_model", "build_sources", "train"]
+__all__ = ["DiskFull", "NonFiniteLoss", "Source", "Trainer", "UnreadableData", "build_model", "build_sources", "train"]
 
 
 class NonFiniteLoss(RuntimeError):
     """The training loss (or gradient norm) became NaN or infinite."""
+
+
+class DiskFull(RuntimeError):
+    """A checkpoint could not be written: the disk (or quota) is full."""
 
 
 class UnreadableData(ValueError):
@@ -558,9 +563,19 @@ class Trainer:
             return
         state = self._checkpoint_state(epoch, counts)
         if state is not None:
-            if best:
-                ckpt_io.save_checkpoint(state, self.out / "best.pt")
-            ckpt_io.save_checkpoint(state, self.out / "last.pt")
+            for name in (("best.pt",) if best else ()) + ("last.pt",):
+                try:
+                    ckpt_io.save_checkpoint(state, self.out / name)
+                except OSError as err:
+                    if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    import shutil
+
+                    free = shutil.disk_usage(self.out).free / 2**20
+                    raise DiskFull(
+                        f"could not write {self.out / name} at step {self.step}: no space left on the device "
+                        f"({free:.0f} MiB free there); the previous {name} is intact. Free space and run the same "
+                        f"command to continue, or pass another --out") from None
         D.barrier(self.info)
 
     def _last_path(self) -> Path:
@@ -618,7 +633,7 @@ class Trainer:
         return self.model
 
     def validate(self, epoch: float) -> dict:
-        from tubevit.evaluate.evaluator import evaluate
+        from tubevit.evaluate.evaluator import TooManyFailures, evaluate
 
         cfg = self.cfg
         eval_net = self._eval_net()
@@ -626,18 +641,19 @@ class Trainer:
         for s in self.sources:
             if s.val is None:
                 continue
-            loader = self._val_loaders.get(s.name)
-            if loader is None:  # one loader (and one set of workers) for every validation of the run
-                loader = self._val_loaders[s.name] = build_loader(
-                    s.val, batch_size=cfg.eval.batch_size or cfg.batch_size, workers=self.workers,
-                    shuffle=False, seed=cfg.seed, distributed=self.info.enabled)
-            kw = dict(head=s.name, aggregation=cfg.eval.aggregation, precision=cfg.precision, device=self.info.device,
-                      max_fail_fraction=cfg.data.max_fail_fraction, expected_views=s.val.views)
-            r = evaluate(eval_net, loader, **kw)
-            if self.ema is not None:  # the averaged weights on the same views
-                with self.ema.applied():
-                    e = evaluate(self._eval_net(), loader, **kw)
-                r = {**r, "ema_top1": e["top1"], "ema_top5": e["top5"]}
+            for name in (("best.pt",) if best else ()) + ("last.pt",):
+                try:
+                    ckpt_io.save_checkpoint(state, self.out / name)
+                except OSError as err:
+                    if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    import shutil
+
+                    free = shutil.disk_usage(self.out).free / 2**20
+                    raise DiskFull(
+                        f"could not write {self.out / name} at step {self.step}: no space left on the device "
+                        f"({free:.0f} MiB free there); the previous {name} is intact. Free space and run the same "
+                        f"command to continue, or pass another --out") from None
             results[s.name] = r
         if results:
             first = next(iter(results.values()))
