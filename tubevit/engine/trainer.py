@@ -641,19 +641,23 @@ class Trainer:
         for s in self.sources:
             if s.val is None:
                 continue
-            for name in (("best.pt",) if best else ()) + ("last.pt",):
-                try:
-                    ckpt_io.save_checkpoint(state, self.out / name)
-                except OSError as err:
-                    if err.errno not in (errno.ENOSPC, errno.EDQUOT):
-                        raise
-                    import shutil
-
-                    free = shutil.disk_usage(self.out).free / 2**20
-                    raise DiskFull(
-                        f"could not write {self.out / name} at step {self.step}: no space left on the device "
-                        f"({free:.0f} MiB free there); the previous {name} is intact. Free space and run the same "
-                        f"command to continue, or pass another --out") from None
+            loader = self._val_loaders.get(s.name)
+            if loader is None:  # one loader (and one set of workers) for every validation of the run
+                loader = self._val_loaders[s.name] = build_loader(
+                    s.val, batch_size=cfg.eval.batch_size or cfg.batch_size, workers=self.workers,
+                    shuffle=False, seed=cfg.seed, distributed=self.info.enabled)
+            # The training-side flag in a failure message, not eval's --max-fail-fraction.
+            kw = dict(head=s.name, aggregation=cfg.eval.aggregation, precision=cfg.precision, device=self.info.device,
+                      max_fail_fraction=cfg.data.max_fail_fraction, expected_views=s.val.views,
+                      fail_flag=f"--set data.max_fail_fraction=F, now {cfg.data.max_fail_fraction:g}")
+            try:
+                r = evaluate(eval_net, loader, **kw)
+                if self.ema is not None:  # the averaged weights on the same views
+                    with self.ema.applied():
+                        e = evaluate(self._eval_net(), loader, **kw)
+                    r = {**r, "ema_top1": e["top1"], "ema_top5": e["top5"]}
+            except TooManyFailures as err:
+                raise UnreadableData(f"validation of source {s.name!r} at step {self.step}: {err}") from None
             results[s.name] = r
         if results:
             first = next(iter(results.values()))
