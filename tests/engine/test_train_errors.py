@@ -11,8 +11,8 @@ from train_helpers import tiny_trainer
 
 from tubevit.cli import main
 from tubevit.configs import load_config
+from tubevit.devices import check_device
 from tubevit.engine import checkpoint as ckpt_io
-from tubevit.engine.distributed import check_device
 from tubevit.engine.trainer import DiskFull, UnreadableData
 
 
