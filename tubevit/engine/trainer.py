@@ -227,6 +227,9 @@ def _check_inputs(cfg: TrainConfig, sources: Sequence[Source]) -> None:
 RESUME_FREE_KEYS = ("steps", "epochs", "out", "progress", "log_every", "ckpt_every", "tensorboard",
                     "device", "compile", "data.workers", "eval.every", "eval.batch_size")
 
+# Keys a run fills in when left empty (the resumed checkpoint's value is then used).
+RESOLVED_FROM_CHECKPOINT = ("data.mean", "data.std")
+
 
 def _flatten(d: Mapping, prefix: str = "") -> dict:
     flat = {}
@@ -248,6 +251,8 @@ def config_differences(now: Mapping, saved: Mapping) -> list[str]:
         if key in RESUME_FREE_KEYS:
             continue
         va, vb = a.get(key, "(absent)"), b.get(key, "(absent)")
+        if key in RESOLVED_FROM_CHECKPOINT and vb in ([], None, ""):
+            continue  # left empty: the run takes the checkpoint's value
         if _norm(va) != _norm(vb):
             out.append(f"{key}: {_short(va)} -> {_short(vb)}")
     return out
@@ -614,6 +619,34 @@ class Trainer:
         if forget:
             self.best_top1, self.best_step = -1.0, None
 
+    def summary(self, start: int | None = None) -> list[str]:
+        """The start-of-training lines: the model (preset, tubes, tokens per clip, parameters
+        trainable/frozen), each source, the output folder, and whether the run is new or resumed."""
+        from tubevit.model.tubes import tube_token_count
+
+        cfg, m = self.cfg, self.model
+        size, frames = cfg.data.size, cfg.data.frames
+        specs = get_tube_set(m.cfg.tubes)
+        tokens = sum(tube_token_count(t, (frames, size, size)) for t in specs)
+        trainable = sum(p.numel() for p in m.parameters() if p.requires_grad)
+        frozen = sum(p.numel() for p in m.parameters() if not p.requires_grad)
+        tubes = m.cfg.tubes if isinstance(m.cfg.tubes, str) else f"{len(specs)} custom tubes"
+        lines = [f"model {cfg.preset}: tubes {tubes}, {tokens} tokens per {frames}x{size}x{size} clip, "
+                 f"{trainable / 1e6:.2f}M trainable / {frozen / 1e6:.2f}M frozen parameters"]
+        if cfg.init_from or cfg.scale_from:
+            what = " + ".join(f"{k} {v}" for k, v in (("--scale-from", cfg.scale_from), ("--init-from", cfg.init_from)) if v)
+            lines.append(f"weights: {'from the checkpoint (not re-read)' if self.ckpt is not None else 'loaded from'} {what}")
+        for s in self.sources:
+            bs = s.cfg.batch_size or cfg.batch_size
+            lines.append(f"source {s.name}: {s.kind}s, {len(s.classes)} classes, {len(s.train)} training samples"
+                         f"{f', {len(s.val)} validation' if s.val is not None else ''}, batch {bs}, head {s.name!r}, "
+                         f"weight {self.weights[s.name]:g}")
+        step = self.step if start is None else start
+        run = (f"resumed from {self.ckpt_path} at step {step} of {self.total_steps}" if self.ckpt is not None
+               else f"new run of {self.total_steps} steps")
+        lines.append(f"output {self.out}: {run}")
+        return lines
+
     def _on_signal(self, signum, frame) -> None:
         if self._stop_signal is None:
             self._stop_signal = signum
@@ -700,8 +733,8 @@ class Trainer:
             save_config(cfg, self.out / "config.yaml")
             self.metrics = MetricsLog(self.out, resume_step=start if self.ckpt is not None else None,
                                       trackers=self.tracker_names, config=cfg.to_dict())
-            if self.ckpt is not None:
-                self._log(f"resuming from {self.ckpt_path} at step {start} of {self.total_steps}")
+            for line in self.summary(start):
+                self._log(line)
         accum = cfg.grad_accum
         names = [s.name for s in self.sources]
         kinds = {s.name: s.kind for s in self.sources}
