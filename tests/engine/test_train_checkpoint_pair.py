@@ -26,13 +26,13 @@ def test_non_finite_weights_are_never_checkpointed_even_without_clipping(tmp_pat
 
 def test_best_is_written_before_last_records_it(tmp_path, monkeypatch):
     order = []
-    real = ckpt_io.atomic_save
+    real = ckpt_io.save_checkpoint
 
     def spy(obj, path):
         order.append((path.name, obj["step"], obj.get("best_step")))
         return real(obj, path)
 
-    monkeypatch.setattr(ckpt_io, "atomic_save", spy)
+    monkeypatch.setattr(ckpt_io, "save_checkpoint", spy)
     tiny_trainer(tmp_path, 4, joint=False, **{"eval.every": 2, "ckpt_every": 0}).fit()
     bests = [i for i, (n, _, _) in enumerate(order) if n == "best.pt"]
     assert bests, "validation should have improved at least once"

@@ -109,8 +109,10 @@ def add_arguments(p) -> None:
     g.add_argument("--seed", type=int)
     g = p.add_argument_group("run")
     g.add_argument("--out", help="output directory (config.yaml, metrics.jsonl, last.pt, best.pt, plots)")
-    g.add_argument("--resume", metavar="CKPT", nargs="?", const="auto", default="auto",
-                   help="continue from CKPT; by default a run continues from OUT/last.pt when it exists")
+    g.add_argument("--resume", metavar="CKPT", nargs="?", const="auto", default=None,
+                   help="continue from CKPT (default OUT/last.pt) even if the configuration changed; without "
+                        "it a run continues from OUT/last.pt only when its configuration matches apart from "
+                        "the run length")
     g.add_argument("--fresh", action="store_true", help="ignore OUT/last.pt and start over")
     g.add_argument("--json", action="store_true", help="print the final result as one JSON object")
 
@@ -127,7 +129,7 @@ def overrides_from_args(args) -> dict:
 
 
 def run(args) -> int:
-    from tubevit.engine.trainer import NonFiniteLoss, train
+    from tubevit.engine.trainer import DiskFull, NonFiniteLoss, train
 
     if args.list_recipes:
         from tubevit.configs.recipes import format_recipes
@@ -135,10 +137,12 @@ def run(args) -> int:
         print(format_recipes())
         return 0
     cfg = load_config(args.config, overrides=overrides_from_args(args), sets=args.sets, recipe=args.recipe)
-    resume = None if args.fresh else args.resume
+    if args.fresh and args.resume:
+        raise ValueError("--fresh and --resume contradict each other; pass one of them")
+    resume = None if args.fresh else (args.resume or "auto")
     try:
-        result = train(cfg, resume=resume)
-    except NonFiniteLoss as err:
+        result = train(cfg, resume=resume, allow_changes=args.resume is not None)
+    except (NonFiniteLoss, DiskFull) as err:
         print(f"tubevit train: stopped: {err}", file=sys.stderr)
         return 1
     if os.environ.get("RANK", "0") != "0":

@@ -10,6 +10,7 @@ parsed as YAML (``--set optim.lr=1e-3``, ``--set model.tubes=two_tube``,
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -165,7 +166,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.batch_size >= 1, "batch_size must be >= 1 (--batch-size)")
     need(cfg.grad_accum >= 1, "grad_accum must be >= 1")
     need(cfg.steps >= 0 and cfg.epochs >= 0, "steps and epochs must be >= 0")
-    need(cfg.optim.lr > 0, "optim.lr must be > 0 (--lr)")
+    for key, value in _flat_numbers(cfg.to_dict()):
+        need(math.isfinite(value), f"{key} = {value} is not a finite number; give a finite value "
+                                   f"(--set {key}=...)")
+    need(0 < cfg.optim.lr <= MAX_LR, f"optim.lr = {cfg.optim.lr:g} is not a usable learning rate: it must be > 0 "
+                                     f"and at most {MAX_LR:g} (AdamW peaks are typically 1e-4 .. 1e-3); pass e.g. "
+                                     f"--lr 1e-3")
     need(cfg.optim.lr_scaling in ("sqrt", "linear", "none"), "optim.lr_scaling must be one of sqrt, linear, none")
     need(cfg.optim.lr_ref_batch >= 0, "optim.lr_ref_batch must be >= 0 (0: the lr is used as given)")
     need(0 <= cfg.optim.warmup_fraction < 1, "optim.warmup_fraction must be in [0, 1)")
@@ -261,6 +267,18 @@ def load_config(
         updates[n_recipe:n_recipe] = [(str(k), v) for k, v in (by_preset[preset] or {}).items()]
     cfg = default_config(preset)
     return validate(apply_updates(cfg, updates))
+
+
+# Above this a peak AdamW learning rate only sends the weights to inf/NaN (--lr 1e39 did, silently).
+MAX_LR = 10.0
+
+
+def _flat_numbers(d, prefix=""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _flat_numbers(v, f"{prefix}{k}.")
+        elif isinstance(v, float):
+            yield f"{prefix}{k}", v
 
 
 def save_config(cfg: TrainConfig, path: str | Path) -> Path:

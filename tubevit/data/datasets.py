@@ -93,6 +93,11 @@ def _warn_once(path, err) -> None:
 # Annotations
 
 
+# Every annotation and classes file: UTF-8, with the byte-order mark that spreadsheet programs and
+# Windows tools write dropped (else it sticks to the first header name and the label column is lost).
+ANNOTATION_ENCODING = "utf-8-sig"
+
+
 def read_classes(classes) -> list[str]:
     """Class names from a list, a text file (one per line) or a JSON file (``{name: index}`` or a
     list)."""
@@ -105,7 +110,7 @@ def read_classes(classes) -> list[str]:
             "or a JSON name->index map) or leave it out to use sorted names"
         )
     if path.suffix.lower() == ".json":
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding=ANNOTATION_ENCODING))
         if isinstance(data, dict):
             by_index = sorted(data.items(), key=lambda kv: int(kv[1]))
             names = [name for name, _ in by_index]
@@ -113,7 +118,7 @@ def read_classes(classes) -> list[str]:
                 raise ValueError(f"{path}: class indices must be 0..{len(names) - 1}")
             return names
         return [str(c) for c in data]
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    return [line.strip() for line in path.read_text(encoding=ANNOTATION_ENCODING).splitlines() if line.strip()]
 
 
 def read_annotations(path, root, classes=None) -> tuple[list[Sample], list[str]]:
@@ -150,6 +155,7 @@ def read_annotations(path, root, classes=None) -> tuple[list[Sample], list[str]]
             names = read_classes(path.parent / "classes.txt")
     if not samples:
         raise ValueError(f"{path}: no samples")
+    _report_duplicates(path, samples)
     class_names = names if names is not None else found
     bad = [(i, lab) for i, (_, lab) in enumerate(samples) if lab >= len(class_names)]
     if bad:
@@ -160,9 +166,21 @@ def read_annotations(path, root, classes=None) -> tuple[list[Sample], list[str]]
     return samples, class_names
 
 
+def _report_duplicates(path, samples) -> None:
+    """One warning for all repeated files of an annotation file (each would be trained on or
+    scored twice), with the count and the first few."""
+    seen, dups = set(), []
+    for rel, _ in samples:
+        (dups.append(rel) if rel in seen else seen.add(rel))
+    if dups:
+        shown = ", ".join(sorted(set(dups))[:3])
+        log.warning("%s: %d duplicate row(s) (the same file listed again), e.g. %s; they are kept as listed",
+                    path, len(dups), shown)
+
+
 def _read_list(path: Path) -> tuple[list[Sample], list[str]]:
     samples = []
-    with path.open() as f:
+    with path.open(encoding=ANNOTATION_ENCODING) as f:
         for n, line in enumerate(f, 1):
             line = line.strip()
             if not line or line.startswith("#"):
@@ -176,7 +194,7 @@ def _read_list(path: Path) -> tuple[list[Sample], list[str]]:
 
 
 def _read_csv(path: Path, root: Path, names) -> tuple[list[Sample], list[str]]:
-    with path.open(newline="") as f:
+    with path.open(newline="", encoding=ANNOTATION_ENCODING) as f:
         reader = csv.DictReader(f)
         header = [h.strip() for h in (reader.fieldnames or [])]
         reader.fieldnames = header
@@ -208,11 +226,17 @@ def _labels_to_indices(path, raw, names) -> tuple[list[Sample], list[str]]:
     for n, p, lab in raw:
         if lab in index:
             samples.append((p, index[lab]))
-        elif re.fullmatch(r"-?\d+", lab):
-            samples.append((p, int(lab)))
+        elif lab == "-1" or re.fullmatch(r"\d+", lab) and (names is None or int(lab) < len(class_names)):
+            samples.append((p, int(lab)))  # an index into the classes (-1: unlabelled)
         else:
-            raise ValueError(f"{path}:{n}: unknown class name {lab!r}")
+            raise ValueError(_unknown_label(path, n, lab, names))
     return samples, class_names
+
+
+def _unknown_label(path, line: int, label: str, names) -> str:
+    where = "the classes file" if names is not None else "the classes"
+    return (f"{path}:{line}: label {label!r} is not in {where} ({len(names or [])} names); add it there, "
+            f"fix the row, or leave the classes file out to take the names from the data")
 
 
 def _read_kinetics(path, root: Path, rows, header, names) -> tuple[list[Sample], list[str]]:
@@ -237,7 +261,7 @@ def _read_kinetics(path, root: Path, rows, header, names) -> tuple[list[Sample],
     samples = []
     for n, name, label in raw:
         if label and label not in index:
-            raise ValueError(f"{path}:{n}: unknown class name {label!r}")
+            raise ValueError(_unknown_label(path, n, label, names))
         rel = f"{label}/{name}" if per_class and label else name
         samples.append((rel, index[label] if label else -1))
     return samples, class_names
@@ -251,7 +275,7 @@ def ssv2_label(template: str) -> str:
 
 def _read_ssv2(path: Path, root: Path, names) -> tuple[list[Sample], list[str]]:
     try:
-        entries = json.loads(path.read_text())
+        entries = json.loads(path.read_text(encoding=ANNOTATION_ENCODING))
     except json.JSONDecodeError as err:
         raise ValueError(f"{path}:{err.lineno}: invalid JSON: {err.msg}") from None
     if not isinstance(entries, list):

@@ -40,15 +40,12 @@ class DistInfo:
         return self.rank == 0
 
 
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("device cuda requested but CUDA is not available; use --set device=cpu")
-        if device.index is None:
-            device = torch.device("cuda", local_rank)
+def resolve_device(name: str, local_rank: int = 0, flag: str = "--set device") -> torch.device:
+    from tubevit.devices import check_device
+
+    device = check_device(name, flag)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank)
     return device
 
 

@@ -17,6 +17,7 @@ bits).
 from __future__ import annotations
 
 import copy
+import errno
 import math
 import os
 import signal
@@ -52,11 +53,15 @@ from tubevit.model.tubes import check_fits, get_tube_set, resolve_model_tubes
 from tubevit.model.tubevit import TubeViT
 from tubevit.model.precision import cast_for_inference, compute_dtype
 
-__all__ = ["NonFiniteLoss", "Source", "Trainer", "UnreadableData", "build_model", "build_sources", "train"]
+__all__ = ["DiskFull", "NonFiniteLoss", "Source", "Trainer", "UnreadableData", "build_model", "build_sources", "train"]
 
 
 class NonFiniteLoss(RuntimeError):
     """The training loss (or gradient norm) became NaN or infinite."""
+
+
+class DiskFull(RuntimeError):
+    """A checkpoint could not be written: the disk (or quota) is full."""
 
 
 class UnreadableData(ValueError):
@@ -216,6 +221,102 @@ def _check_inputs(cfg: TrainConfig, sources: Sequence[Source]) -> None:
             check_fits([t for t in specs if t.is_2d][:1], (1, size, size))
 
 
+# Keys that may differ between a run and the checkpoint it resumes: the run's length and what only
+# changes how it is watched or where it runs (not the trajectory). Any other difference is another
+# experiment, which resuming by itself would silently mix into the old one.
+RESUME_FREE_KEYS = ("steps", "epochs", "out", "progress", "log_every", "ckpt_every", "tensorboard",
+                    "device", "compile", "data.workers", "eval.every", "eval.batch_size")
+
+# Keys a run fills in when left empty (the resumed checkpoint's value is then used).
+RESOLVED_FROM_CHECKPOINT = ("data.mean", "data.std")
+
+
+def _flatten(d: Mapping, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            flat.update(_flatten(v, key + "."))
+        else:
+            flat[key] = list(v) if isinstance(v, tuple) else v
+    return flat
+
+
+def config_differences(now: Mapping, saved: Mapping) -> list[str]:
+    """``"key: saved -> now"`` for every resolved config key (dotted) that differs between the
+    checkpoint's config and this run's, ignoring :data:`RESUME_FREE_KEYS`."""
+    a, b = _flatten(saved), _flatten(now)
+    out = []
+    for key in sorted(set(a) | set(b)):
+        if key in RESUME_FREE_KEYS:
+            continue
+        va, vb = a.get(key, "(absent)"), b.get(key, "(absent)")
+        if key in RESOLVED_FROM_CHECKPOINT and vb in ([], None, ""):
+            continue  # left empty: the run takes the checkpoint's value
+        if _norm(va) != _norm(vb):
+            out.append(f"{key}: {_short(va)} -> {_short(vb)}")
+    return out
+
+
+def _norm(v):
+    if isinstance(v, (list, tuple)):
+        return [_norm(x) for x in v]
+    if isinstance(v, Mapping):
+        return {k: _norm(x) for k, x in v.items()}
+    return v
+
+
+def _short(v, limit: int = 60) -> str:
+    text = repr(v)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class OutLock:
+    """``OUT/.lock`` (rank 0): one run per output folder. The file holds ``pid host``; a lock whose
+    process no longer runs on this host is stale: it is named, removed and taken over."""
+
+    def __init__(self, out: Path):
+        self.path = Path(out) / ".lock"
+        self.held = False
+
+    def acquire(self, log) -> None:
+        import os
+        import socket
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        me = f"{os.getpid()} {socket.gethostname()}"
+        for _ in range(2):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                pid, host = self._owner()
+                if host == socket.gethostname() and pid is not None and not ckpt_io._alive(pid):
+                    log(f"removing the stale lock {self.path} of process {pid} (no longer running)")
+                    self.path.unlink(missing_ok=True)
+                    continue
+                who = f"process {pid} on {host}" if pid is not None else "an unknown process"
+                raise ValueError(
+                    f"output folder {self.path.parent} is in use by another run ({who}, lock {self.path}); "
+                    f"wait for it to finish, or pass another --out (delete {self.path} only if no run uses "
+                    f"the folder)") from None
+            with os.fdopen(fd, "w") as f:
+                f.write(me + "\n")
+            self.held = True
+            return
+
+    def _owner(self) -> tuple[int | None, str | None]:
+        try:
+            pid, host = self.path.read_text().split()[:2]
+            return int(pid), host
+        except (OSError, ValueError):
+            return None, None
+
+    def release(self) -> None:
+        if self.held:
+            self.path.unlink(missing_ok=True)
+            self.held = False
+
+
 def _step_seed(seed: int, step: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed & 0xFFFFFFFF, step, rank, 0x7B]).generate_state(1, np.uint64)[0] >> 1)
 
@@ -225,11 +326,13 @@ def _step_seed(seed: int, step: int, rank: int) -> int:
 
 class Trainer:
     """``Trainer(cfg).fit()``. ``resume``: ``"auto"`` (continue from ``out/last.pt`` if it exists),
-    a checkpoint path, or ``None`` (start fresh; an existing ``last.pt`` is overwritten).
+    a checkpoint path, or ``None`` (start fresh; an existing ``last.pt`` is overwritten). A resume
+    whose resolved config differs from the checkpoint's (apart from :data:`RESUME_FREE_KEYS`) is
+    refused naming the keys, unless ``allow_changes`` (the CLI's explicit ``--resume``).
     ``sources`` replaces :func:`build_sources` (tests pass in-memory datasets)."""
 
     def __init__(self, cfg: TrainConfig, *, resume: str | Path | None = "auto",
-                 sources: Sequence[Source] | None = None):
+                 sources: Sequence[Source] | None = None, allow_changes: bool = False):
         self.cfg = cfg
         self.out = Path(cfg.out)
         self.sources = list(sources) if sources is not None else build_sources(cfg)
@@ -266,6 +369,15 @@ class Trainer:
             # The scaled tubes were derived from the small model, which resuming does not read.
             saved = ckpt_io.model_config_of(self.ckpt)
             cfg.model = cfg.model.replace(tubes=saved.tubes, tokenizer=saved.tokenizer)
+        if self.ckpt is not None and isinstance(self.ckpt.get("config"), Mapping):
+            diff = config_differences(cfg.to_dict(), self.ckpt["config"])
+            if diff and not allow_changes:
+                raise ValueError(
+                    f"{ckpt_path} was trained with another configuration ({'; '.join(diff)}); "
+                    f"pass --resume to continue it anyway with the new settings, --fresh to start over in "
+                    f"{self.out}, or another --out for a new run")
+            if diff:
+                self._log(f"resuming {ckpt_path} with changed settings: {'; '.join(diff)}")
         # Resuming: the checkpoint holds the weights, so --init-from / --scale-from are not read.
         model = build_model(cfg, weights=self.ckpt is None)
         if cfg.scale_from:
@@ -458,9 +570,19 @@ class Trainer:
             return
         state = self._checkpoint_state(epoch, counts)
         if state is not None:
-            if best:
-                ckpt_io.save_checkpoint(state, self.out / "best.pt")
-            ckpt_io.save_checkpoint(state, self.out / "last.pt")
+            for name in (("best.pt",) if best else ()) + ("last.pt",):
+                try:
+                    ckpt_io.save_checkpoint(state, self.out / name)
+                except OSError as err:
+                    if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                        raise
+                    import shutil
+
+                    free = shutil.disk_usage(self.out).free / 2**20
+                    raise DiskFull(
+                        f"could not write {self.out / name} at step {self.step}: no space left on the device "
+                        f"({free:.0f} MiB free there); the previous {name} is intact. Free space and run the same "
+                        f"command to continue, or pass another --out") from None
         D.barrier(self.info)
 
     def _last_path(self) -> Path:
@@ -499,6 +621,34 @@ class Trainer:
         if forget:
             self.best_top1, self.best_step = -1.0, None
 
+    def summary(self, start: int | None = None) -> list[str]:
+        """The start-of-training lines: the model (preset, tubes, tokens per clip, parameters
+        trainable/frozen), each source, the output folder, and whether the run is new or resumed."""
+        from tubevit.model.tubes import tube_token_count
+
+        cfg, m = self.cfg, self.model
+        size, frames = cfg.data.size, cfg.data.frames
+        specs = get_tube_set(m.cfg.tubes)
+        tokens = sum(tube_token_count(t, (frames, size, size)) for t in specs)
+        trainable = sum(p.numel() for p in m.parameters() if p.requires_grad)
+        frozen = sum(p.numel() for p in m.parameters() if not p.requires_grad)
+        tubes = m.cfg.tubes if isinstance(m.cfg.tubes, str) else f"{len(specs)} custom tubes"
+        lines = [f"model {cfg.preset}: tubes {tubes}, {tokens} tokens per {frames}x{size}x{size} clip, "
+                 f"{trainable / 1e6:.2f}M trainable / {frozen / 1e6:.2f}M frozen parameters"]
+        if cfg.init_from or cfg.scale_from:
+            what = " + ".join(f"{k} {v}" for k, v in (("--scale-from", cfg.scale_from), ("--init-from", cfg.init_from)) if v)
+            lines.append(f"weights: {'from the checkpoint (not re-read)' if self.ckpt is not None else 'loaded from'} {what}")
+        for s in self.sources:
+            bs = s.cfg.batch_size or cfg.batch_size
+            lines.append(f"source {s.name}: {s.kind}s, {len(s.classes)} classes, {len(s.train)} training samples"
+                         f"{f', {len(s.val)} validation' if s.val is not None else ''}, batch {bs}, head {s.name!r}, "
+                         f"weight {self.weights[s.name]:g}")
+        step = self.step if start is None else start
+        run = (f"resumed from {self.ckpt_path} at step {step} of {self.total_steps}" if self.ckpt is not None
+               else f"new run of {self.total_steps} steps")
+        lines.append(f"output {self.out}: {run}")
+        return lines
+
     def _on_signal(self, signum, frame) -> None:
         if self._stop_signal is None:
             self._stop_signal = signum
@@ -518,7 +668,7 @@ class Trainer:
         return self.model
 
     def validate(self, epoch: float) -> dict:
-        from tubevit.evaluate.evaluator import evaluate
+        from tubevit.evaluate.evaluator import TooManyFailures, evaluate
 
         cfg = self.cfg
         eval_net = self._eval_net()
@@ -531,13 +681,18 @@ class Trainer:
                 loader = self._val_loaders[s.name] = build_loader(
                     s.val, batch_size=cfg.eval.batch_size or cfg.batch_size, workers=self.workers,
                     shuffle=False, seed=cfg.seed, distributed=self.info.enabled)
+            # The training-side flag in a failure message, not eval's --max-fail-fraction.
             kw = dict(head=s.name, aggregation=cfg.eval.aggregation, precision=cfg.precision, device=self.info.device,
-                      max_fail_fraction=cfg.data.max_fail_fraction, expected_views=s.val.views)
-            r = evaluate(eval_net, loader, **kw)
-            if self.ema is not None:  # the averaged weights on the same views
-                with self.ema.applied():
-                    e = evaluate(self._eval_net(), loader, **kw)
-                r = {**r, "ema_top1": e["top1"], "ema_top5": e["top5"]}
+                      max_fail_fraction=cfg.data.max_fail_fraction, expected_views=s.val.views,
+                      fail_flag=f"--set data.max_fail_fraction=F, now {cfg.data.max_fail_fraction:g}")
+            try:
+                r = evaluate(eval_net, loader, **kw)
+                if self.ema is not None:  # the averaged weights on the same views
+                    with self.ema.applied():
+                        e = evaluate(self._eval_net(), loader, **kw)
+                    r = {**r, "ema_top1": e["top1"], "ema_top5": e["top5"]}
+            except TooManyFailures as err:
+                raise UnreadableData(f"validation of source {s.name!r} at step {self.step}: {err}") from None
             results[s.name] = r
         if results:
             first = next(iter(results.values()))
@@ -556,11 +711,22 @@ class Trainer:
 
     # -------------------------------------------------------------------------------- the loop
     def fit(self, stop_after: int | None = None) -> dict:
-        """Train to ``total_steps`` (or stop after step ``stop_after``, writing a checkpoint)."""
+        """Train to ``total_steps`` (or stop after step ``stop_after``, writing a checkpoint), holding
+        the output folder's lock."""
+        info = self.info
+        start = self.step
+        self._lock = OutLock(self.out)
+        if info.is_main:
+            self._lock.acquire(self._log)  # before anything in the folder is touched
+        try:
+            return self._fit(start, stop_after)
+        finally:
+            self._lock.release()
+
+    def _fit(self, start: int, stop_after: int | None) -> dict:
         from tqdm import tqdm
 
         cfg, info = self.cfg, self.info
-        start = self.step
         if info.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             # Each a full checkpoint (or config) that a killed write left behind.
@@ -569,8 +735,8 @@ class Trainer:
             save_config(cfg, self.out / "config.yaml")
             self.metrics = MetricsLog(self.out, resume_step=start if self.ckpt is not None else None,
                                       trackers=self.tracker_names, config=cfg.to_dict())
-            if self.ckpt is not None:
-                self._log(f"resuming from {self.ckpt_path} at step {start} of {self.total_steps}")
+            for line in self.summary(start):
+                self._log(line)
         accum = cfg.grad_accum
         names = [s.name for s in self.sources]
         kinds = {s.name: s.kind for s in self.sources}
@@ -728,9 +894,9 @@ class Trainer:
         return result
 
 
-def train(cfg: TrainConfig, *, resume: str | Path | None = "auto", sources=None) -> dict:
+def train(cfg: TrainConfig, *, resume: str | Path | None = "auto", sources=None, allow_changes: bool = False) -> dict:
     """Build and run a :class:`Trainer`; tears the process group down afterwards."""
-    trainer = Trainer(cfg, resume=resume, sources=sources)
+    trainer = Trainer(cfg, resume=resume, sources=sources, allow_changes=allow_changes)
     try:
         return trainer.fit()
     finally:

@@ -26,7 +26,7 @@ def _set_threads(workers: int, device) -> None:
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(plan_cpu(workers, device_type=torch.device(device).type)[1])
 
-__all__ = ["clip_settings", "evaluate_checkpoint", "predict_files", "resolve_device"]
+__all__ = ["clip_settings", "evaluate_checkpoint", "predict_files", "resolve_device", "to_checkpoint_labels"]
 
 
 def clip_settings(session: InferenceSession, *, frames=None, size=None, stride=None, fps=None, decoder=None) -> dict:
@@ -40,6 +40,23 @@ def _is_index_names(names: Sequence[str]) -> bool:
     return list(names) == [str(i) for i in range(len(names))]
 
 
+def to_checkpoint_labels(samples, list_names, ckpt_names, *, list_path, head):
+    """Renumber ``samples`` by the checkpoint's class names whenever both the list and the
+    checkpoint carry names: a list's own numbering (sorted names, or another classes file's order)
+    is not the one the head was trained with. A list lacking some classes is fine (the trainer
+    validated on it); a name the checkpoint does not know is an error naming it."""
+    if _is_index_names(list_names) or _is_index_names(ckpt_names):
+        return list(samples)
+    index = {c: i for i, c in enumerate(ckpt_names)}
+    unknown = sorted({list_names[lab] for _, lab in samples if lab >= 0 and list_names[lab] not in index})
+    if unknown:
+        raise ValueError(
+            f"{list_path} has class name(s) {unknown[:5]} that head {head!r} of the checkpoint does not have "
+            f"({len(ckpt_names)} classes, e.g. {list(ckpt_names)[:3]}); pass the validation list of the dataset "
+            f"the checkpoint was trained on, or choose another head with --head")
+    return [(p, index[list_names[lab]] if lab >= 0 else lab) for p, lab in samples]
+
+
 def check_classes(samples, list_names, ckpt_names, *, list_path, head) -> list[str]:
     """Fail before running when the evaluation list cannot belong to the checkpoint's head."""
     k = len(ckpt_names)
@@ -49,15 +66,12 @@ def check_classes(samples, list_names, ckpt_names, *, list_path, head) -> list[s
             f"{list_path} has label {top}, but head {head!r} of the checkpoint has {k} classes; "
             "pass the validation list of the dataset the checkpoint was trained on (or the right --head)"
         )
-    if not _is_index_names(list_names) and len(list_names) != k:
+    if not _is_index_names(list_names) and _is_index_names(ckpt_names) and len(list_names) != k:
         raise ValueError(
             f"{list_path} has {len(list_names)} classes but head {head!r} of the checkpoint has {k}; "
             "pass the validation list (and --classes file) of the dataset the checkpoint was trained on, "
             "or choose another head with --head"
         )
-    if not _is_index_names(list_names) and not _is_index_names(ckpt_names) and list(list_names) != list(ckpt_names):
-        print(f"note: class names of {list_path} differ from the checkpoint's; reporting the checkpoint's names",
-              file=sys.stderr)
     return list(ckpt_names)
 
 
@@ -115,7 +129,9 @@ def evaluate_checkpoint(
     # as the trainer's image validation; videos through every tube with clips x crops views.
     kind = "image" if samples and all(is_image_file(p) for p, _ in samples[:50]) else "video"
     head = session.head_for(kind)
-    names = check_classes(samples, list_names, session.class_names(head), list_path=val_list, head=head)
+    ckpt_names = session.class_names(head)
+    samples = to_checkpoint_labels(samples, list_names, ckpt_names, list_path=val_list, head=head)
+    names = check_classes(samples, list_names, ckpt_names, list_path=val_list, head=head)
     geo = clip_settings(session, frames=frames, size=size, stride=stride, fps=fps, decoder=decoder)
     if kind == "image":
         if session.model.tokenizer.image_tube is None:

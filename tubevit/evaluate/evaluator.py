@@ -190,6 +190,7 @@ def forward_views(
     missing: str = "average",
     num_classes: int | None = None,
     progress=None,
+    fail_flag: str = "--max-fail-fraction F",
 ) -> ViewRun:
     """Run every view through the model and aggregate per video (no metrics). See module doc."""
     check_aggregation(aggregation)
@@ -258,7 +259,7 @@ def forward_views(
                     idx = -1 - len([k for k in skipped if k < 0])
                 skipped[idx] = (_sample_path(dataset, idx), "could not be decoded")
             if dataset_len and not _dist_active() and len(skipped) > max_fail_fraction * dataset_len:
-                raise TooManyFailures(_failure_message(skipped, dataset_len, max_fail_fraction))
+                raise TooManyFailures(_failure_message(skipped, dataset_len, max_fail_fraction, fail_flag))
             t1 = time.perf_counter()
             n = 0 if clips is None else clips.shape[0]
             if not lockstep:
@@ -316,16 +317,16 @@ def forward_views(
     attempted = len(acc.videos) + len(skipped)
     scores = acc.result()
     if skipped and len(skipped) > max_fail_fraction * max(attempted, 1):
-        raise TooManyFailures(_failure_message(skipped, attempted, max_fail_fraction))
+        raise TooManyFailures(_failure_message(skipped, attempted, max_fail_fraction, fail_flag))
     return ViewRun(scores, skipped, total_views, expected_views, decode_s, model_s)
 
 
-def _failure_message(skipped: dict, total: int, fraction: float) -> str:
+def _failure_message(skipped: dict, total: int, fraction: float, flag: str = "--max-fail-fraction F") -> str:
     first = sorted(skipped.items())[:3]
     names = "; ".join(f"{p or f'video {i}'}: {r}" for i, (p, r) in first)
     return (
-        f"{len(skipped)} of {total} videos could not be decoded, more than max_fail_fraction={fraction:g} "
-        f"(first: {names}). Fix or remove those files, or raise the limit (--max-fail-fraction)."
+        f"{len(skipped)} of {total} videos could not be read, more than max_fail_fraction={fraction:g} "
+        f"(first: {names}). Fix or remove those files, or raise the limit ({flag})."
     )
 
 
@@ -343,6 +344,7 @@ def evaluate(
     missing: str = "average",
     topk: tuple[int, ...] = (1, 5),
     progress=None,
+    fail_flag: str = "--max-fail-fraction F",
 ) -> dict:
     """Video-level accuracy of ``model`` over ``loader`` (multi-view batches; see module doc).
 
@@ -368,6 +370,7 @@ def evaluate(
     run = forward_views(
         model, loader, head=head, aggregation=aggregation, precision=precision, device=device,
         view_batch=view_batch, max_fail_fraction=max_fail_fraction, expected_views=expected_views,
+        fail_flag=fail_flag,
         missing=missing, progress=progress,
     )
     s = run.scores

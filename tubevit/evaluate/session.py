@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from tubevit.devices import check_device
 from tubevit.evaluate.evaluator import PRECISIONS, autocast_context
 from tubevit.evaluate.loading import LoadedModel, load_model
 from tubevit.model.precision import cast_for_inference
@@ -22,9 +23,8 @@ __all__ = ["ClipSettings", "InferenceSession", "resolve_device"]
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
-    if device in (None, "", "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    """``--device`` of eval/predict, checked once for all commands (tubevit.devices)."""
+    return check_device(device, "--device")
 
 
 @dataclass
