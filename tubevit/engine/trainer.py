@@ -542,7 +542,9 @@ class Trainer:
         """Every rank's parameters (its shard under FSDP) are finite; one host sync per checkpoint.
         Checked whatever the clipping: with ``optim.clip_grad=0`` a NaN gradient reaches the weights
         without a non-finite gradient norm being recorded."""
-        flags = [torch.isfinite(p).all() for p in self.model.parameters()]
+        # The local shard of a DTensor: a reduction over the DTensor itself would be a collective
+        # (and DTensor has no all() across shards); the flag is all-reduced below.
+        flags = [torch.isfinite(p.to_local() if hasattr(p, "to_local") else p).all() for p in self.model.parameters()]
         ok = bool(torch.stack(flags).all()) if flags else True
         if self.info.enabled:
             ok = not D.all_reduce_flag(not ok, self.info)
