@@ -50,7 +50,7 @@ def test_two_nodes_on_localhost_then_one_process_resume_then_export(tmp_path):
     one = subprocess.run([sys.executable, *train, "--steps", "3", "--resume"], capture_output=True, text=True,
                          env=env, timeout=400)
     assert one.returncode == 0, one.stderr[-3000:]
-    assert "resuming from" in one.stderr and "at step 2" in one.stderr and "step 3/3" in one.stdout
+    assert "resumed from" in one.stderr and "at step 2" in one.stderr and "step 3/3" in one.stdout
 
     exp = subprocess.run([sys.executable, "-m", "tubevit", "export", str(out), str(tmp_path / "w.safetensors")],
                          capture_output=True, text=True, env=env, timeout=200)
