@@ -213,7 +213,9 @@ def train_flops(model, input_shape) -> int:
 def matmul_peak_tflops(device, precision: str, n: int | None = None, repeats: int = 5) -> float:
     """Best TFLOP/s of an ``n x n`` matrix product in the precision's dtype: the MFU denominator."""
     device = torch.device(device)
-    n = n or (8192 if device.type == "cuda" else 2048)
+    # 1024 on CPU: large enough to reach the GEMM peak there, and where torch has no fast bf16
+    # kernel for the CPU (seen on Zen 5 without AMX) a 2048 product alone took minutes.
+    n = n or (8192 if device.type == "cuda" else 1024)
     a = torch.randn(n, n, device=device).to(compute_dtype(precision))
     b = torch.randn(n, n, device=device).to(compute_dtype(precision))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
