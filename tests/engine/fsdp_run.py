@@ -22,7 +22,9 @@ if __name__ == "__main__":
     sets = {k: _parse(v) for k, v in (a.split("=", 1) for a in sys.argv[4:])}
     joint = bool(sets.pop("joint", False))
     stop_after = sets.pop("stop_after", None)
-    trainer = tiny_trainer(out, steps, joint=joint, **sets)
+    # A move to another world size changes the per-process batch (same global batch): the
+    # explicit continue-anyway of `--resume` (issue 10's resume check refuses it otherwise).
+    trainer = tiny_trainer(out, steps, joint=joint, allow_changes=True, **sets)
     losses, norms = [], []
 
     class Recording(type(trainer.stepper)):

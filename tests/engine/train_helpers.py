@@ -68,9 +68,11 @@ def tiny_sources(cfg, *, joint: bool = True, video_classes: int = 3, nan: bool =
     return out
 
 
-def tiny_trainer(out, steps: int = 8, *, resume="auto", joint=True, nan=False, video_classes=3, **sets):
+def tiny_trainer(out, steps: int = 8, *, resume="auto", joint=True, nan=False, video_classes=3, allow_changes=False,
+                 **sets):
     cfg = tiny_config(out, steps, **sets)
-    return Trainer(cfg, resume=resume, sources=tiny_sources(cfg, joint=joint, nan=nan, video_classes=video_classes))
+    return Trainer(cfg, resume=resume, sources=tiny_sources(cfg, joint=joint, nan=nan, video_classes=video_classes),
+                   allow_changes=allow_changes)
 
 
 def _parse(v: str):
