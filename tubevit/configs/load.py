@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import types
 import typing
 from pathlib import Path
@@ -287,14 +286,6 @@ def save_config(cfg: TrainConfig, path: str | Path) -> Path:
     text = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
     # Atomic (temporary file + fsync + rename): a kill or a full disk while a resumed run
     # rewrites config.yaml leaves the old file, never an empty one.
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    from tubevit.io.files import atomic_write_text
+
+    return atomic_write_text(text, path)

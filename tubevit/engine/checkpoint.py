@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from tubevit.io import TRAINING_CHECKPOINT, ModelFileError, atomic_save, build_model, read_model_file, save_checkpoint
+from tubevit.io.files import atomic_write_text
 from tubevit.io.model_file import architecture_diff, config_from_meta, latest_in_run
 from tubevit.io.schema import FORMAT
 from tubevit.model.config import ModelConfig
@@ -46,22 +47,6 @@ __all__ = [
     "latest_in_run", "load_checkpoint", "model_config_of", "model_from_checkpoint", "remove_stale_temporaries",
     "restore_rng", "save_checkpoint",
 ]
-
-
-def atomic_write_text(text: str, path: str | Path) -> Path:
-    """Write ``text`` to ``path`` atomically (temporary file, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:

@@ -57,6 +57,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def atomic_write_text(text: str, path: str | Path) -> Path:
+    """``text`` (UTF-8) atomically: a kill or a full disk during a rewrite keeps the old file."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def atomic_save(obj, path: str | Path) -> Path:
     """``torch.save`` atomically."""
     return atomic_write(path, lambda tmp: torch.save(obj, tmp))
