@@ -556,12 +556,8 @@ class Trainer:
         the last one records the best step, so a kill between the two writes leaves a best
         checkpoint at least as new as the last one says."""
         if not self._params_finite():
-            last = self._last_path()
-            kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written"
-            raise NonFiniteLoss(
-                f"the model's parameters became non-finite by step {self.step}; nothing was saved and {kept}. "
-                f"Lower the learning rate (--lr), keep gradient clipping on (--set optim.clip_grad=1.0), "
-                f"or use --precision fp32/bf16 instead of fp16")
+            raise self._non_finite(f"the model's parameters became non-finite by step {self.step}; "
+                                   f"nothing was saved")
         if best:
             self.best_step = self.step
         if self.cfg.fsdp:
@@ -586,6 +582,13 @@ class Trainer:
                         f"({free:.0f} MiB free there); the previous {name} is intact. Free space and run the same "
                         f"command to continue, or pass another --out") from None
         D.barrier(self.info)
+
+    def _non_finite(self, what: str) -> NonFiniteLoss:
+        """One message for a non-finite loss or weights: what happened, the checkpoint kept, the fix."""
+        last = self._last_path()
+        kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
+        return NonFiniteLoss(f"{what} and {kept}. Lower the learning rate (--lr), keep gradient clipping on "
+                             f"(--set optim.clip_grad=1.0), or use --precision fp32/bf16 instead of fp16")
 
     def _last_path(self) -> Path:
         return self.out / ("last.dcp" if self.cfg.fsdp else "last.pt")
@@ -784,12 +787,8 @@ class Trainer:
             means = {n: v / loss_n[n] for n, v in zip(used, vals)}
             if not all(math.isfinite(v) for v in vals[:-1]) or vals[-1] > 0:
                 what = ", ".join(f"{n} {v:g}" for n, v in means.items())
-                last = self._last_path()
-                kept = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was written yet"
-                raise NonFiniteLoss(
-                    f"the loss became non-finite before step {step} (mean losses since the last log: {what}); "
-                    f"training stopped and {kept}. Lower the learning rate (--lr), keep gradient clipping on "
-                    f"(optim.clip_grad), or use --precision fp32/bf16 instead of fp16")
+                raise self._non_finite(f"the loss became non-finite before step {step} (mean losses since the "
+                                       f"last log: {what}); training stopped")
             return means
 
         try:
