@@ -9,6 +9,7 @@ import torch.nn.functional as F
 
 import tubevit
 from tubevit.convert.scaling import channel_plan, scale_up
+from tubevit.engine.optim import param_groups
 from tubevit.model.config import ModelConfig
 from tubevit.model.tubes import TubeSpec
 from tubevit.model.tubevit import TubeViT
@@ -90,9 +91,8 @@ def test_training_step_leaves_frozen_params_unchanged_without_gradients():
             names_trained.add(n)
     assert "gate.alpha" in names_trained and any(n.startswith("blocks.2.") for n in names_trained)
     assert not torch.equal(model.blocks[3].mlp.fc1.weight, before["blocks.3.mlp.fc1.weight"])
-    # The optimizer of the training engine, where present, takes only these parameters.
-    optim = pytest.importorskip("tubevit.engine.optim")
-    groups = optim.param_groups(model, 0.1)
+    # The training engine's optimizer takes only these parameters.
+    groups = param_groups(model, 0.1)
     held = {id(p) for g in groups for p in g["params"]}
     assert held == {id(p) for p in trainable}
 

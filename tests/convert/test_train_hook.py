@@ -3,17 +3,14 @@ weights, trains only blocks[S:], the gate and the readout, and its optimizer hol
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import save_file
 
+from tests.helpers import train as helpers
+
 
 def test_trainer_init_from_and_freeze_until(tmp_path, vit):
-    sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
-    helpers = pytest.importorskip("train_helpers")
     from tubevit.engine.trainer import Trainer
 
     sd = vit.timm_vit(7, width=24, depth=2, mlp=48, patch=8, grid=2)

@@ -4,22 +4,18 @@ run writes, the checkpoint rebuilds it exactly, and resuming reads neither initi
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import yaml
 from safetensors.torch import save_file
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "engine"))
-helpers = pytest.importorskip("train_helpers")
-
-from tubevit.configs import load_config  # noqa: E402
-from tubevit.engine.checkpoint import model_from_checkpoint  # noqa: E402
-from tubevit.engine.trainer import Trainer  # noqa: E402
-from tubevit.model.config import ModelConfig  # noqa: E402
-from tubevit.model.tubevit import TubeViT  # noqa: E402
+from tests.helpers import train as helpers
+from tubevit.configs import load_config
+from tubevit.engine.checkpoint import model_from_checkpoint
+from tubevit.engine.trainer import Trainer
+from tubevit.model.config import ModelConfig
+from tubevit.model.tubevit import TubeViT
 
 SMALL = {"model.width": 96, "model.num_heads": 2, "model.mlp_dim": 192, "model.depth": 2}
 LARGE = {"model.width": 192, "model.num_heads": 3, "model.mlp_dim": 384, "model.depth": 3}

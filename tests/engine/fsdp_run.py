@@ -1,21 +1,18 @@
 """Run the tiny trainer (in one process or under torchrun) and write what the FSDP tests compare:
-``python fsdp_run.py OUT STEPS RESULT.pt [key=value ...]`` (``joint=true``: a video and an image
-source; ``stop_after=N``: stop after step N with a checkpoint). RESULT.pt (rank 0) holds the
-per-step loss averaged over ranks (each rank's micro-batch means, so the mean over the global
+``python -m tests.engine.fsdp_run OUT STEPS RESULT.pt [key=value ...]``, from the repository root
+(``joint=true``: a video and an image source; ``stop_after=N``: stop after step N with a
+checkpoint). RESULT.pt (rank 0) holds the per-step loss averaged over ranks (each rank's micro-batch means, so the mean over the global
 batch when the ranks' batches are equal), the gradient norms, and the full state dict."""
 
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-sys.path.insert(0, str(Path(__file__).parent))
-from train_helpers import _parse, tiny_trainer  # noqa: E402
-
-from tubevit.engine import distributed as D  # noqa: E402
+from tests.helpers.train import _parse, tiny_trainer
+from tubevit.engine import distributed as D
 
 if __name__ == "__main__":
     out, steps, result_path = sys.argv[1], int(sys.argv[2]), sys.argv[3]

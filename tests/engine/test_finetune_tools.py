@@ -8,7 +8,7 @@ import json
 import pytest
 import torch
 import torch.nn as nn
-from train_helpers import tiny_config, tiny_trainer
+from tests.helpers.train import tiny_config, tiny_trainer
 
 from tubevit.configs import load_config
 from tubevit.engine.ema import EMA

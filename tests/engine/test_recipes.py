@@ -6,6 +6,7 @@ import math
 
 import pytest
 
+from tests.helpers.train import tiny_trainer
 from tubevit.cli import main
 from tubevit.configs import load_config
 from tubevit.configs.recipes import list_recipes, recipe_header
@@ -71,12 +72,6 @@ def test_lr_scales_with_the_global_batch():
 
 
 def test_trainer_uses_the_scaled_lr(tmp_path):
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from train_helpers import tiny_trainer
-
     tr = tiny_trainer(tmp_path / "r", steps=2, joint=False, **{"optim.lr_ref_batch": 16, "grad_accum": 4})
     assert tr.global_batch == 16 and tr.lr == pytest.approx(1e-3)  # batch 4 x accumulation 4
     tr = tiny_trainer(tmp_path / "r2", steps=2, joint=False, **{"optim.lr_ref_batch": 64})

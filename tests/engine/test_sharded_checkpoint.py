@@ -13,7 +13,7 @@ from tubevit.engine.checkpoint import latest_in_run, load_checkpoint
 from tubevit.engine.export import export_checkpoint, load_exported
 from tubevit.io import sharded
 
-from .train_helpers import tiny_trainer
+from tests.helpers.train import tiny_trainer
 
 
 @pytest.fixture(scope="module")

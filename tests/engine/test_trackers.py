@@ -9,7 +9,7 @@ import sys
 import types
 
 import pytest
-from train_helpers import tiny_trainer
+from tests.helpers.train import tiny_trainer
 
 
 class Calls(list):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from train_helpers import tiny_trainer
+from tests.helpers.train import tiny_trainer
 
 from tubevit.engine import checkpoint as ckpt_io
 from tubevit.engine.trainer import NonFiniteLoss

@@ -6,20 +6,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-HELPER = Path(__file__).with_name("train_helpers.py")
+from tests.helpers import ROOT
+
 
 
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu_keeps_ranks_in_sync(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           str(HELPER), str(tmp_path), "6", "ckpt_every=3"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+           "-m", "tests.helpers.train", str(tmp_path), "6", "ckpt_every=3"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = sorted(line for line in proc.stdout.splitlines() if line.startswith("RESULT"))
     assert len(results) == 2 and results[0].startswith("RESULT rank=0") and results[1].startswith("RESULT rank=1")

@@ -7,7 +7,7 @@ import errno
 
 import pytest
 import torch
-from train_helpers import tiny_trainer
+from tests.helpers.train import tiny_trainer
 
 from tubevit.cli import main
 from tubevit.configs import load_config

@@ -12,13 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import tiny_config, tiny_trainer
 
+from tests.helpers import ROOT
+from tests.helpers.train import tiny_config, tiny_trainer
 from tubevit.configs import load_config
 from tubevit.engine.trainer import NonFiniteLoss, Trainer
-
-HELPER = Path(__file__).with_name("train_helpers.py")
-
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     tiny_trainer(tmp_path, 8).fit(stop_after=4)
@@ -61,8 +59,8 @@ def test_input_too_small_for_the_tubes_fails_before_training(tmp_path):
 
 def _start(out: Path, steps: int, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen([sys.executable, str(HELPER), str(out), str(steps), "ckpt_every=2", *extra],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen([sys.executable, "-m", "tests.helpers.train", str(out), str(steps), "ckpt_every=2", *extra],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
 
 
 def _wait_for_checkpoint(proc, path: Path, min_step: int, timeout: float = 120) -> int:

@@ -27,7 +27,8 @@ from pathlib import Path
 import pytest
 import torch
 
-RUN = Path(__file__).with_name("fsdp_run.py")
+from tests.helpers import ROOT
+
 COMMON = ["joint=true", "fsdp=true", "optim.clip_grad=0.05", "grad_accum=2", "ckpt_every=0", "log_every=1"]
 STEPS = 6
 
@@ -37,8 +38,8 @@ def _run(out: Path, result: Path, nproc: int, *sets: str) -> dict:
     launch = [sys.executable] if nproc == 1 else [
         sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}"]
     batch = f"batch_size={4 // nproc}"
-    proc = subprocess.run([*launch, str(RUN), str(out), str(STEPS), str(result), batch, *COMMON, *sets],
-                          capture_output=True, text=True, env=env, timeout=400)
+    proc = subprocess.run([*launch, "-m", "tests.engine.fsdp_run", str(out), str(STEPS), str(result), batch, *COMMON,
+                           *sets], capture_output=True, text=True, env=env, timeout=400, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return torch.load(result, weights_only=True)
 

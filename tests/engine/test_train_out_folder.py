@@ -7,7 +7,7 @@ import os
 import socket
 
 import pytest
-from train_helpers import tiny_config, tiny_sources, tiny_trainer
+from tests.helpers.train import tiny_config, tiny_sources, tiny_trainer
 
 from tubevit.engine.trainer import Trainer, config_differences
 

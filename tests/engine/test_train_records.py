@@ -8,7 +8,7 @@ import math
 import os
 
 import pytest
-from train_helpers import tiny_trainer
+from tests.helpers.train import tiny_trainer
 
 from tubevit.engine.logs import MetricsLog, read_metrics
 

@@ -7,7 +7,7 @@ import math
 
 import torch
 import yaml
-from train_helpers import tiny_trainer
+from tests.helpers.train import tiny_trainer
 
 from tubevit.engine.checkpoint import FORMAT, model_from_checkpoint
 

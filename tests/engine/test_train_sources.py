@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from train_helpers import SIZE, TensorSet, tiny_config
+from tests.helpers.train import SIZE, TensorSet, tiny_config
 
 from tubevit.configs import load_config
 from tubevit.configs.load import config_from_dict

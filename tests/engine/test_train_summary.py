@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from train_helpers import tiny_trainer
+from tests.helpers.train import tiny_trainer
 
 
 def test_summary_names_model_tokens_params_sources_output_and_resume(tmp_path, capsys):

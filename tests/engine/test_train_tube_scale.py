@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from train_helpers import TUBES, tiny_trainer
+from tests.helpers.train import TUBES, tiny_trainer
 
 from tubevit.configs import load_config
 from tubevit.engine.checkpoint import model_from_checkpoint

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from train_helpers import TensorSet, tiny_config, tiny_sources
+from tests.helpers.train import TensorSet, tiny_config, tiny_sources
 
 from tubevit.cli import main
 from tubevit.engine.trainer import Source, Trainer, UnreadableData

@@ -1,5 +1,6 @@
 """A tiny model and in-memory datasets for fast training tests (also run as a script by the
-signal and DDP tests: ``python train_helpers.py OUT STEPS [key=value ...]``)."""
+signal and DDP tests from the repository root: ``python -m tests.helpers.train OUT STEPS [key=value
+...]``)."""
 
 from __future__ import annotations
 
@@ -81,7 +82,7 @@ def _parse(v: str):
     return yaml.safe_load(v)
 
 
-if __name__ == "__main__":  # python train_helpers.py OUT STEPS [key=value ...]
+if __name__ == "__main__":  # python -m tests.helpers.train OUT STEPS [key=value ...]
     out, steps = sys.argv[1], int(sys.argv[2])
     sets = dict(a.split("=", 1) for a in sys.argv[3:])
     trainer = tiny_trainer(out, steps, **{k: _parse(v) for k, v in sets.items()})
