@@ -91,6 +91,41 @@ def test_randaugment_ops_same_for_every_frame(op, sign):
     torch.testing.assert_close(out[:, 0], ra.apply(_clip()[:, 0], op, 10, sign), atol=1e-5, rtol=0)
 
 
+# Ops whose result on a frame does not depend on the other frames (no clip-wide statistics), so
+# a clip's draw applied to each frame alone must give that frame of the clip's result.
+_FRAME_LOCAL = {"identity", "rotate", "solarize", "color", "posterize", "brightness", "sharpness",
+                "shear_x", "shear_y", "translate_x", "translate_y"}
+
+
+def test_randaugment_draws_once_per_clip():
+    ra = RandAugment(2, 10)
+    g = torch.Generator().manual_seed(0)
+    distinct = torch.rand(3, 4, 24, 32, generator=g)  # every frame different
+    same = _clip()
+    local_seeds = 0
+    for seed in range(40):
+        out = ra(distinct, torch.Generator().manual_seed(seed))
+        g_ref = torch.Generator().manual_seed(seed)
+        drawn = ra.draw(g_ref)
+        # The call consumed exactly one draw of num_layers ops for the whole clip...
+        g_call = torch.Generator().manual_seed(seed)
+        ra(distinct, g_call)
+        assert torch.equal(g_call.get_state(), g_ref.get_state()), seed
+        torch.testing.assert_close(out, ra.apply_drawn(distinct, drawn))
+        # ...so frames that were identical stay identical whatever ops were drawn,
+        sout = ra(same, torch.Generator().manual_seed(seed))
+        for t in range(1, 4):
+            torch.testing.assert_close(sout[:, t], sout[:, 0])
+        # and, for frame-local ops, each frame got the clip's ops, as if augmented alone.
+        if all(RandAugment.OPS[op] in _FRAME_LOCAL for op, _ in drawn.tolist()):
+            local_seeds += 1
+            for t in range(4):
+                torch.testing.assert_close(out[:, t], ra.apply_drawn(distinct[:, t], drawn), atol=1e-5, rtol=0)
+    assert local_seeds >= 10  # the frame-by-frame check ran on many draws
+    # The seeds drew varied ops: a clip-wide test on identity alone would prove nothing.
+    assert len({tuple(ra.draw(torch.Generator().manual_seed(s)).flatten().tolist()) for s in range(40)}) > 20
+
+
 def test_randaugment_closed_forms():
     ra = RandAugment()
     x = torch.tensor([0.2, 0.6, 0.95]).view(3, 1, 1)
