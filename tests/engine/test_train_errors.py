@@ -11,15 +11,13 @@ from tests.helpers.train import tiny_trainer
 
 from tubevit.cli import main
 from tubevit.configs import load_config
-from tubevit.devices import check_device
+from tubevit.devices import resolve_device
 from tubevit.engine import checkpoint as ckpt_io
 from tubevit.engine.trainer import DiskFull, UnreadableData
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU-build message needs a machine without CUDA")
 def test_cuda_on_a_cpu_machine_is_one_line_naming_the_flag(tmp_path):
-    from tubevit.evaluate.commands import resolve_device
-
     with pytest.raises(ValueError, match=r"^--device cuda requested but .*use --device cpu"):
         resolve_device("cuda")  # eval / predict
     with pytest.raises(ValueError, match=r"^--set device cuda requested but .*use --set device cpu"):
@@ -28,7 +26,7 @@ def test_cuda_on_a_cpu_machine_is_one_line_naming_the_flag(tmp_path):
 
 def test_a_device_name_that_is_not_a_device():
     with pytest.raises(ValueError, match=r"--device 'gpu0' is not a device"):
-        check_device("gpu0")
+        resolve_device("gpu0")
 
 
 @pytest.mark.parametrize("sets,match", [

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from tubevit.data.datasets import read_annotations
-from tubevit.evaluate.commands import check_classes, to_checkpoint_labels
+from tubevit.evaluate.commands import check_list_fits_head, to_checkpoint_labels
 
 
 def test_sorted_list_names_are_renumbered_by_the_checkpoints_order(tmp_path):
@@ -16,7 +16,7 @@ def test_sorted_list_names_are_renumbered_by_the_checkpoints_order(tmp_path):
     ckpt = ["zebra", "moth", "ant"]  # the trainer's classes file order
     got = to_checkpoint_labels(samples, names, ckpt, list_path=csv, head="video")
     assert [ckpt[lab] for _, lab in got] == ["zebra", "ant", "moth"]  # each video keeps its true class
-    assert check_classes(got, names, ckpt, list_path=csv, head="video") == ckpt
+    assert check_list_fits_head(got, names, ckpt, list_path=csv, head="video") == ckpt
 
 
 def test_a_list_lacking_some_classes_is_accepted(tmp_path):
@@ -26,7 +26,7 @@ def test_a_list_lacking_some_classes_is_accepted(tmp_path):
     ckpt = ["zebra", "moth", "ant"]
     got = to_checkpoint_labels(samples, names, ckpt, list_path=csv, head="video")
     assert got == [("a.mp4", 1)]
-    assert check_classes(got, names, ckpt, list_path=csv, head="video") == ckpt
+    assert check_list_fits_head(got, names, ckpt, list_path=csv, head="video") == ckpt
 
 
 def test_a_name_the_checkpoint_lacks_is_an_error_naming_it(tmp_path):

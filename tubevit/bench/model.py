@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from tubevit.defaults import PRECISIONS
 from tubevit.factory import create_model
 from tubevit.model import list_models
 from tubevit.model.flops import count_flops
@@ -97,7 +98,7 @@ class BenchSpec:
         out.size = self.size or preset["size"]
         out.batch = self.batch or preset["batch"]
         out.device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        for name, values, valid in (("precision", self.precisions, ("fp32", "bf16", "fp16")),
+        for name, values, valid in (("precision", self.precisions, PRECISIONS),
                                     ("mode", self.modes, MODES), ("variant", self.variants, tuple(VARIANT_TUBES))):
             bad = [v for v in values if v not in valid]
             if bad or not values:
@@ -470,7 +471,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--frames", type=int, help="frames per clip (default: the preset's)")
     parser.add_argument("--size", type=int, help="frame height and width (default: the preset's)")
     parser.add_argument("--batch", type=int, help="clips per step (default: the preset's)")
-    parser.add_argument("--precision", default="fp32,bf16", help="comma list of fp32, bf16, fp16 (default fp32,bf16)")
+    parser.add_argument("--precision", default="fp32,bf16", help=f"comma list of {', '.join(PRECISIONS)} (default fp32,bf16)")
     parser.add_argument("--modes", default="infer,train", help="comma list of infer, train (default both)")
     parser.add_argument("--variants", default="tubevit,dense", help="comma list of tubevit, dense (default both)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved timing rounds; the median is reported")

@@ -43,6 +43,7 @@ from typing import Callable
 
 import torch
 
+from tubevit.defaults import PRECISIONS
 from tubevit.factory import create_model
 from tubevit.model import list_models
 
@@ -78,8 +79,8 @@ class PipelineSpec:
     def check(self) -> None:
         if self.data not in DATA_KINDS:
             raise ValueError(f"unknown data {self.data!r}; choose from {DATA_KINDS}")
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise ValueError(f"unknown precision {self.precision!r}; choose fp32, bf16 or fp16")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; choose one of {PRECISIONS}")
         if not self.workers or min(self.workers) < 0:
             raise ValueError(f"workers must be a non-empty list of counts >= 0, got {self.workers}")
         if self.train_list and not Path(self.train_list).is_file():
@@ -300,7 +301,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=4,
                         help="timed steps (batches) per row per round; a multiple of every worker count (default 4)")
     parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds; the median is reported (default 3)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "fp16"), help="train step precision")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS, help="train step precision")
     parser.add_argument("--threads", type=int, help="torch threads of the main process (default: torch's)")
     parser.add_argument("--data", default="long", choices=DATA_KINDS,
                         help="long: 10 s 604x340 30 fps clips (default); synthetic: the demo's 48-frame 64x64 files")

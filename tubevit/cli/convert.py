@@ -6,7 +6,7 @@ is written."""
 from __future__ import annotations
 
 from tubevit.convert.image_vit import convert_checkpoint
-from tubevit.convert.kernels import INFLATE_STRATEGIES
+from tubevit.defaults import INFLATE_STRATEGIES
 from tubevit.model.presets import list_models
 from tubevit.model.tokenizer import TOKENIZERS
 from tubevit.model.tubes import TUBE_SETS

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from tubevit.configs.load import load_config
+from tubevit.defaults import EVAL_CLIPS, EVAL_CROPS, PRECISIONS
 
 NAME = "demo"
 HELP = "generate the built-in data, train tubevit_tiny jointly on its images and videos (CPU, minutes), evaluate"
@@ -35,9 +36,11 @@ RECIPE = "demo"
 def add_arguments(p) -> None:
     p.add_argument("--out", default="runs/demo", help="work directory (data/, train/) (default runs/demo)")
     p.add_argument("--steps", type=int, default=240, help="optimizer steps (default 240: about 10 minutes on 2 cores)")
-    p.add_argument("--clips", type=int, default=4, help="temporal views in the final evaluation (default 4)")
-    p.add_argument("--crops", type=int, default=1, choices=(1, 3), help="spatial views in the final evaluation")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+    p.add_argument("--clips", type=int, default=EVAL_CLIPS,
+                   help=f"temporal views in the final evaluation (default {EVAL_CLIPS}, as tubevit eval)")
+    p.add_argument("--crops", type=int, default=EVAL_CROPS, choices=(1, 3),
+                   help=f"spatial views in the final evaluation (default {EVAL_CROPS}, as tubevit eval)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any training config key (see tubevit train)")

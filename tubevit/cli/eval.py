@@ -6,8 +6,7 @@ import json
 import math
 import sys
 
-from tubevit.evaluate.evaluator import DEFAULT_MAX_FAIL_FRACTION, PRECISIONS
-from tubevit.evaluate.multiview import AGGREGATIONS
+from tubevit.defaults import AGGREGATIONS, DECODERS, EVAL_CLIPS, EVAL_CROPS, MAX_FAIL_FRACTION, PRECISIONS
 
 NAME = "eval"
 HELP = "evaluate a checkpoint: multi-view top-1/top-5, per-class accuracy, confusion-matrix PNG"
@@ -21,8 +20,9 @@ def add_arguments(p) -> None:
     p.add_argument("--val-list", required=True, help="annotations: list file, CSV, Kinetics CSV or SSv2 JSON")
     p.add_argument("--data-root", required=True, help="directory the annotation paths are relative to")
     p.add_argument("--classes", default=None, help="classes file for the annotations (names, one per line)")
-    p.add_argument("--clips", type=int, default=4, help="temporal views per video (paper: 4)")
-    p.add_argument("--crops", type=int, default=3, choices=(1, 3), help="spatial views per clip (paper: 3)")
+    p.add_argument("--clips", type=int, default=EVAL_CLIPS, help=f"temporal views per video (paper: {EVAL_CLIPS})")
+    p.add_argument("--crops", type=int, default=EVAL_CROPS, choices=(1, 3),
+                   help=f"spatial views per clip (paper: {EVAL_CROPS})")
     p.add_argument("--aggregation", default="mean_logits", choices=AGGREGATIONS,
                    help="average the views' logits or their softmax probabilities")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
@@ -34,13 +34,13 @@ def add_arguments(p) -> None:
     p.add_argument("--size", type=int, default=None, help="crop size (default: the checkpoint's)")
     p.add_argument("--stride", type=float, default=None, help="frame stride (default: the checkpoint's)")
     p.add_argument("--fps", type=float, default=None, help="target frame rate, overrides the stride")
-    p.add_argument("--decoder", default=None, choices=("auto", "pyav", "torchcodec", "decord"))
+    p.add_argument("--decoder", default=None, choices=DECODERS)
     p.add_argument("--stride-scale", type=float, default=None, metavar="F",
                    help="evaluate with the tubes' spatial strides x F (F < 1: more tokens than in training, "
                         "the same weights; Table 7d). Default: the checkpoint's model.eval_stride_scale")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--max-fail-fraction", type=float, default=DEFAULT_MAX_FAIL_FRACTION,
-                   help="stop if more than this fraction of the videos cannot be decoded")
+    p.add_argument("--max-fail-fraction", type=float, default=MAX_FAIL_FRACTION,
+                   help=f"stop if more than this fraction of the videos cannot be decoded (default {MAX_FAIL_FRACTION:g})")
     p.add_argument("--out", default=None, help="folder for the confusion matrix PNG and result JSON "
                                                "(default: next to the checkpoint)")
     p.add_argument("--no-plot", action="store_true", help="do not write the confusion-matrix PNG")

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tubevit.evaluate.evaluator import PRECISIONS
-from tubevit.evaluate.multiview import AGGREGATIONS
+from tubevit.defaults import AGGREGATIONS, DECODERS, EVAL_CLIPS, EVAL_CROPS, PRECISIONS
 
 NAME = "predict"
 HELP = "top-k class names and probabilities for video and image files or folders, with timing"
@@ -18,8 +17,9 @@ def add_arguments(p) -> None:
     p.add_argument("files", nargs="+", metavar="FILE",
                    help="video or image files, folders of them (searched recursively), or frame folders")
     p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--clips", type=int, default=4, help="temporal views per video (paper: 4)")
-    p.add_argument("--crops", type=int, default=3, choices=(1, 3), help="spatial views per clip or image (paper: 3)")
+    p.add_argument("--clips", type=int, default=EVAL_CLIPS, help=f"temporal views per video (paper: {EVAL_CLIPS})")
+    p.add_argument("--crops", type=int, default=EVAL_CROPS, choices=(1, 3),
+                   help=f"spatial views per clip or image (paper: {EVAL_CROPS})")
     p.add_argument("--batch-size", type=int, default=4, help="files per forward batch")
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes (overlap with the model)")
     p.add_argument("--view-batch", type=int, default=None, help="at most this many views per forward pass")
@@ -30,7 +30,7 @@ def add_arguments(p) -> None:
     p.add_argument("--size", type=int, default=None, help="crop size (default: the checkpoint's)")
     p.add_argument("--stride", type=float, default=None)
     p.add_argument("--fps", type=float, default=None)
-    p.add_argument("--decoder", default=None, choices=("auto", "pyav", "torchcodec", "decord"))
+    p.add_argument("--decoder", default=None, choices=DECODERS)
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
 

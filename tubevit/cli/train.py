@@ -11,7 +11,7 @@ import os
 import sys
 
 from tubevit.configs.load import load_config
-from tubevit.configs.schema import PRECISIONS
+from tubevit.defaults import INFLATE_STRATEGIES, PRECISIONS
 from tubevit.model.presets import list_models
 from tubevit.model.tokenizer import TOKENIZERS
 from tubevit.model.tubes import TUBE_SETS
@@ -81,7 +81,7 @@ def add_arguments(p) -> None:
                         "or by FACTOR; the 1x16x16 image tube is kept (docs/MODEL.md)")
     g.add_argument("--init-from", metavar="PATH", help="initial weights: an image ViT (timm / HF .safetensors|.pth|.bin, "
                    "Google .npz) or a `tubevit convert` output (docs/PRETRAINED.md)")
-    g.add_argument("--inflate", choices=("central", "average"), help="how --init-from's 2D kernel fills the video tubes")
+    g.add_argument("--inflate", choices=INFLATE_STRATEGIES, help="how --init-from's 2D kernel fills the video tubes")
     g.add_argument("--freeze-until", type=int, metavar="S", help="freeze the tubes and blocks before S, train blocks "
                    "S.. and the heads, with the gated shortcut at block S (§3.6, Eq. 8)")
     g.add_argument("--no-gate", action="store_true", help="with --freeze-until: no gated shortcut (Table 6 ablation)")

@@ -18,7 +18,8 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from tubevit.configs.schema import AGGREGATIONS, PRECISIONS, SOURCE_KINDS, TRACKER_NAMES, TrainConfig, default_config
+from tubevit.configs.schema import SOURCE_KINDS, TRACKER_NAMES, TrainConfig, default_config
+from tubevit.defaults import AGGREGATIONS, DECODERS, INFLATE_STRATEGIES, PRECISIONS
 from tubevit.model.presets import list_models
 
 __all__ = ["load_config", "parse_set", "apply_updates", "validate", "save_config", "config_from_dict"]
@@ -160,6 +161,11 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.preset in list_models(), f"preset {cfg.preset!r} is unknown; use --model with one of {list_models()}")
     need(cfg.precision in PRECISIONS, f"precision {cfg.precision!r}: use --precision with one of {PRECISIONS}")
     need(cfg.eval.aggregation in AGGREGATIONS, f"eval.aggregation must be one of {AGGREGATIONS}")
+    need(cfg.data.decoder in DECODERS, f"data.decoder {cfg.data.decoder!r}: use --set data.decoder= one of {DECODERS}")
+    need(cfg.init_inflate in INFLATE_STRATEGIES,
+         f"init_inflate {cfg.init_inflate!r}: use --inflate with one of {INFLATE_STRATEGIES}")
+    need(0 <= cfg.data.max_fail_fraction <= 1, "data.max_fail_fraction must be in [0, 1] (--set data.max_fail_fraction=F)")
+    need(cfg.data.max_frame_pixels > 0, "data.max_frame_pixels must be > 0 (--set data.max_frame_pixels=N)")
     need(cfg.model.tokenizer in TOKENIZERS, f"model.tokenizer must be one of {TOKENIZERS}")
     get_tube_set(cfg.model.tubes)  # raises with the valid names
     need(cfg.batch_size >= 1, "batch_size must be >= 1 (--batch-size)")

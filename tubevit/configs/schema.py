@@ -11,11 +11,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from tubevit import defaults
+from tubevit.defaults import AGGREGATIONS, PRECISIONS  # noqa: F401 - re-exported by tubevit.configs
 from tubevit.model.config import ModelConfig
 from tubevit.model.presets import preset_config
-
-PRECISIONS = ("fp32", "bf16", "fp16")
-AGGREGATIONS = ("mean_logits", "mean_probs")
 
 
 @dataclass
@@ -73,8 +72,11 @@ class DataConfig:
     # DataLoader worker processes per source and rank; -1 = from the machine (tubevit.data.loader
     # .plan_cpu: the cores left to the step; per GPU with torchrun). Torch threads get the rest.
     workers: int = -1
-    # Video decoder: auto | pyav | torchcodec | decord.
+    # Video decoder, one of tubevit.defaults.DECODERS (auto = pyav, always installed).
     decoder: str = "auto"
+    # Largest frame (width x height) a video header may claim; a larger one is an unreadable
+    # sample, refused before any frame is allocated (tubevit.defaults.MAX_FRAME_PIXELS: DCI 8K).
+    max_frame_pixels: int = defaults.MAX_FRAME_PIXELS
     # Where training RandAugment and normalisation of clips run: worker (loader processes, float
     # clips) | device (workers crop and scale uint8; the step's device finishes the batch, so a
     # GPU run is not bound by CPU augmentation). Same clips for a seed either way.
@@ -92,8 +94,9 @@ class DataConfig:
     hflip: bool = False
     # Smallest area fraction of the random resized crop (clips and images; ImageNet recipes use 0.08).
     min_scale: float = 0.25
-    # Above this fraction of unreadable files per epoch the run stops.
-    max_fail_fraction: float = 0.1
+    # Above this fraction of unreadable files, counted over the run (every sample drawn since the
+    # start, and each validation on its own), the run stops naming them (tubevit.defaults).
+    max_fail_fraction: float = defaults.MAX_FAIL_FRACTION
     # Input normalisation (x - mean) / std per channel, pixels in [0, 1]. Empty: the --init-from
     # file's (0.5 for Google/AugReg .npz and google/vit-* weights, which expect [-1, 1]), else
     # ImageNet's. The values used are written into config.yaml and every checkpoint, and
@@ -141,9 +144,10 @@ class OptimConfig:
 class EvalConfig:
     # Validate (and maybe write best.pt) every N optimizer steps; 0 = only at the end.
     every: int = 0
-    # Views during training-time validation; the paper's final numbers use 4 x 3 (§5).
-    clips: int = 1
-    crops: int = 1
+    # Views during training-time validation: the paper's multi-view testing, 4 temporal x 3
+    # spatial (§5), as `tubevit eval` (tubevit.defaults); a recipe may choose fewer for speed.
+    clips: int = defaults.EVAL_CLIPS
+    crops: int = defaults.EVAL_CROPS
     # How views of one video are combined (tubevit.evaluate.multiview).
     aggregation: str = "mean_logits"
     # Batch size of evaluation (views per forward); 0 = train.batch_size.
@@ -187,7 +191,7 @@ class TrainConfig:
     # `tubevit convert` output; loaded strictly, pool.* / heads.* / gate.* new (docs/PRETRAINED.md).
     init_from: str = ""
     # How an image ViT's 2D kernel fills the video tubes' frames: central | average.
-    init_inflate: str = "central"
+    init_inflate: str = defaults.INFLATE_STRATEGIES[0]
     # Image-to-video scaling (§3.6): a trained smaller TubeViT (a tubevit checkpoint or `tubevit
     # convert` output, weights with their config) whose video tubes, widened by space-to-depth, feed
     # the `preset`-sized model built from the image ViT in init_from (tubevit.convert.scaling). The

@@ -27,7 +27,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
-INFLATE_STRATEGIES = ("central", "average")
+from tubevit.defaults import INFLATE_STRATEGIES
+
 
 
 @functools.lru_cache(maxsize=64)

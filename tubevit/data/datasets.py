@@ -62,12 +62,12 @@ from tubevit.data.transforms import (
     spatial_crops,
     to_planes,
 )
+from tubevit.defaults import IMAGE_EXTENSIONS
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageDataset", "VideoDataset", "read_annotations", "read_classes"]
 
 log = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 KINETICS_COLUMNS = ("label", "youtube_id", "time_start", "time_end")
 Sample = tuple[str, int]
 
@@ -371,7 +371,7 @@ class VideoDataset(_Base):
     frames of all clips come from one sparse decode pass; views are never decoded twice.
 
     Paper settings (Table 10): Kinetics ``frames=64, fps=15``, SSv2 ``frames=32, fps=24,
-    hflip=False``; evaluation ``clips=4, crops=3``; resolution 224.
+    hflip=False``; evaluation ``clips=4, crops=3`` (tubevit.defaults.EVAL_CLIPS / EVAL_CROPS); resolution 224.
     """
 
     _key = "video"

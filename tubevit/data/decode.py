@@ -32,6 +32,8 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
+from tubevit.defaults import DECODERS, IMAGE_EXTENSIONS
+
 __all__ = [
     "BACKENDS",
     "BackendNotInstalled",
@@ -45,8 +47,9 @@ __all__ = [
     "read_image",
 ]
 
-BACKENDS = ("auto", "pyav", "torchcodec", "decord")
-FRAME_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+# Decoder names (the same tuple as --decoder); frame folders hold the image files of a dataset.
+BACKENDS = DECODERS
+FRAME_EXTENSIONS = IMAGE_EXTENSIONS
 # Frame folders carry no timing; SSv2 and Charades frame dumps are usually re-extracted at a
 # rate the user knows, so it is a parameter with this default.
 DEFAULT_FOLDER_FPS = 30.0

@@ -21,6 +21,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from tubevit.defaults import MAX_FAIL_FRACTION
+
 __all__ = ["FailureCounter", "ShardedSampler", "build_loader", "collate", "item_seed", "plan_cpu", "usable_cores"]
 
 log = logging.getLogger(__name__)
@@ -236,7 +238,7 @@ class FailureCounter:
     evaluation reports :attr:`failed` and never substitutes.
     """
 
-    def __init__(self, max_fraction: float = 0.05, *, min_samples: int = 100, name: str = "data"):
+    def __init__(self, max_fraction: float = MAX_FAIL_FRACTION, *, min_samples: int = 100, name: str = "data"):
         if not 0 <= max_fraction <= 1:
             raise ValueError(f"max_fraction must be in [0, 1], got {max_fraction}")
         self.max_fraction, self.min_samples, self.name = max_fraction, min_samples, name

@@ -18,9 +18,11 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from tubevit.devices import resolve_device
+
 __all__ = [
     "DistInfo", "all_reduce_flag", "barrier", "full_state_dict", "is_sharded", "mixed_precision_policy",
-    "resolve_device", "setup", "shard_model", "teardown", "unwrap", "wrap_model",
+    "setup", "shard_model", "teardown", "unwrap", "wrap_model",
 ]
 
 
@@ -40,21 +42,12 @@ class DistInfo:
         return self.rank == 0
 
 
-def resolve_device(name: str, local_rank: int = 0, flag: str = "--set device") -> torch.device:
-    from tubevit.devices import check_device
-
-    device = check_device(name, flag)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return device
-
-
 def setup(device: str = "auto") -> DistInfo:
     """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1); else one process."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local = int(os.environ.get("LOCAL_RANK", "0"))
-    dev = resolve_device(device, local)
+    dev = resolve_device(device, "--set device", local_rank=local)
     if world > 1 and not dist.is_initialized():
         backend = "nccl" if dev.type == "cuda" else "gloo"
         if dev.type == "cuda":

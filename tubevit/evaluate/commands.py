@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from tubevit.evaluate.evaluator import DEFAULT_MAX_FAIL_FRACTION, evaluate
+from tubevit.defaults import EVAL_CLIPS, EVAL_CROPS, MAX_FAIL_FRACTION
+from tubevit.evaluate.evaluator import evaluate
 from tubevit.evaluate.multiview import check_aggregation
 from tubevit.evaluate.predictor import Predictor, is_image_file
-from tubevit.evaluate.session import InferenceSession, resolve_device
+from tubevit.evaluate.session import InferenceSession
 
 
 def _set_threads(workers: int, device) -> None:
@@ -26,7 +27,7 @@ def _set_threads(workers: int, device) -> None:
     if "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(plan_cpu(workers, device_type=torch.device(device).type)[1])
 
-__all__ = ["clip_settings", "evaluate_checkpoint", "predict_files", "resolve_device", "to_checkpoint_labels"]
+__all__ = ["clip_settings", "evaluate_checkpoint", "predict_files", "to_checkpoint_labels"]
 
 
 def clip_settings(session: InferenceSession, *, frames=None, size=None, stride=None, fps=None, decoder=None) -> dict:
@@ -57,7 +58,7 @@ def to_checkpoint_labels(samples, list_names, ckpt_names, *, list_path, head):
     return [(p, index[list_names[lab]] if lab >= 0 else lab) for p, lab in samples]
 
 
-def check_classes(samples, list_names, ckpt_names, *, list_path, head) -> list[str]:
+def check_list_fits_head(samples, list_names, ckpt_names, *, list_path, head) -> list[str]:
     """Fail before running when the evaluation list cannot belong to the checkpoint's head."""
     k = len(ckpt_names)
     top = max((lab for _, lab in samples), default=-1)
@@ -81,8 +82,8 @@ def evaluate_checkpoint(
     data_root,
     *,
     classes=None,
-    clips: int = 4,
-    crops: int = 3,
+    clips: int = EVAL_CLIPS,
+    crops: int = EVAL_CROPS,
     aggregation: str = "mean_logits",
     precision: str = "fp32",
     batch_size: int = 4,
@@ -95,7 +96,7 @@ def evaluate_checkpoint(
     decoder: str | None = None,
     device: str | None = "auto",
     view_batch: int | None = None,
-    max_fail_fraction: float = DEFAULT_MAX_FAIL_FRACTION,
+    max_fail_fraction: float = MAX_FAIL_FRACTION,
     out=None,
     plot: bool = True,
     progress: bool = False,
@@ -131,7 +132,7 @@ def evaluate_checkpoint(
     head = session.head_for(kind)
     ckpt_names = session.class_names(head)
     samples = to_checkpoint_labels(samples, list_names, ckpt_names, list_path=val_list, head=head)
-    names = check_classes(samples, list_names, ckpt_names, list_path=val_list, head=head)
+    names = check_list_fits_head(samples, list_names, ckpt_names, list_path=val_list, head=head)
     geo = clip_settings(session, frames=frames, size=size, stride=stride, fps=fps, decoder=decoder)
     if kind == "image":
         if session.model.tokenizer.image_tube is None:

@@ -47,12 +47,11 @@ import torch.distributed as dist
 
 from tubevit.evaluate.metrics import confusion_matrix, mean_class_accuracy, per_class_accuracy, topk_accuracy
 from tubevit.evaluate.multiview import VideoScores, ViewAccumulator, check_aggregation
+from tubevit.defaults import MAX_FAIL_FRACTION, PRECISIONS
 from tubevit.model.precision import autocast
 
 __all__ = ["PRECISIONS", "TooManyFailures", "ViewRun", "evaluate", "forward_views", "autocast_context"]
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-DEFAULT_MAX_FAIL_FRACTION = 0.1
 # Views per forward pass when view_batch is not given: batched across videos, so a 1-clip
 # evaluation does not run the model on a handful of clips at a time.
 DEFAULT_VIEW_BATCH = 32
@@ -185,7 +184,7 @@ def forward_views(
     precision: str = "fp32",
     device=None,
     view_batch: int | None = None,
-    max_fail_fraction: float = DEFAULT_MAX_FAIL_FRACTION,
+    max_fail_fraction: float = MAX_FAIL_FRACTION,
     expected_views: int | None = None,
     missing: str = "average",
     num_classes: int | None = None,
@@ -338,7 +337,7 @@ def evaluate(
     aggregation: str = "mean_logits",
     precision: str = "fp32",
     device=None,
-    max_fail_fraction: float = DEFAULT_MAX_FAIL_FRACTION,
+    max_fail_fraction: float = MAX_FAIL_FRACTION,
     view_batch: int | None = None,
     expected_views: int | None = None,
     missing: str = "average",

@@ -35,6 +35,8 @@ from typing import Iterable
 
 import torch
 
+from tubevit.defaults import AGGREGATIONS
+
 __all__ = [
     "AGGREGATIONS",
     "MISSING_POLICIES",
@@ -45,7 +47,6 @@ __all__ = [
     "aggregate_views",
 ]
 
-AGGREGATIONS = ("mean_logits", "mean_probs")
 MISSING_POLICIES = ("average", "drop", "error")
 
 

@@ -24,6 +24,7 @@ from typing import Iterable, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from tubevit.defaults import EVAL_CLIPS, EVAL_CROPS, IMAGE_EXTENSIONS
 from tubevit.evaluate.multiview import aggregate_views, check_aggregation
 from tubevit.evaluate.session import InferenceSession
 
@@ -32,18 +33,12 @@ __all__ = ["Predictor", "expand_inputs"]
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".gif")
 
 
-def _image_extensions() -> tuple[str, ...]:
-    from tubevit.data.datasets import IMAGE_EXTENSIONS
-
-    return tuple(IMAGE_EXTENSIONS)
-
-
 def expand_inputs(inputs) -> list:
     """Paths, folders and tensors -> a flat list of files and tensors (folders expanded, sorted)."""
     if isinstance(inputs, (str, Path, torch.Tensor)):
         inputs = [inputs]
     out = []
-    media = VIDEO_EXTENSIONS + _image_extensions()
+    media = VIDEO_EXTENSIONS + IMAGE_EXTENSIONS
     for item in inputs:
         if isinstance(item, torch.Tensor):
             out.append(item)
@@ -66,11 +61,11 @@ def _is_frame_folder(p: Path) -> bool:
     SSv2 / Charades dumps the decoders read); any other folder is expanded into its files. For a
     folder of photos, pass the files (``folder/*.jpg``)."""
     entries = list(p.iterdir())
-    return bool(entries) and all(f.is_file() and f.suffix.lower() in _image_extensions() for f in entries)
+    return bool(entries) and all(f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS for f in entries)
 
 
 def is_image_file(p) -> bool:
-    return isinstance(p, (str, Path)) and Path(p).suffix.lower() in _image_extensions()
+    return isinstance(p, (str, Path)) and Path(p).suffix.lower() in IMAGE_EXTENSIONS
 
 
 class _Items(Dataset):
@@ -98,7 +93,8 @@ class _Items(Dataset):
 
 class Predictor:
     def __init__(self, model, *, device="auto", precision: str = "fp32", head: str | None = None, topk: int = 5,
-                 clips: int = 4, crops: int = 3, aggregation: str = "mean_logits", frames: int | None = None,
+                 clips: int = EVAL_CLIPS, crops: int = EVAL_CROPS, aggregation: str = "mean_logits",
+                 frames: int | None = None,
                  size: int | None = None, stride: float | None = None, fps: float | None = None,
                  decoder: str | None = None, batch_size: int = 4, workers: int = 0, view_batch: int | None = None,
                  progress: bool = False):

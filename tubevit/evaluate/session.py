@@ -14,17 +14,13 @@ from pathlib import Path
 
 import torch
 
-from tubevit.devices import check_device
-from tubevit.evaluate.evaluator import PRECISIONS, autocast_context
+from tubevit.devices import resolve_device
+from tubevit.defaults import PRECISIONS
+from tubevit.evaluate.evaluator import autocast_context
 from tubevit.evaluate.loading import LoadedModel, load_model
 from tubevit.model.precision import cast_for_inference
 
-__all__ = ["ClipSettings", "InferenceSession", "resolve_device"]
-
-
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``--device`` of eval/predict, checked once for all commands (tubevit.devices)."""
-    return check_device(device, "--device")
+__all__ = ["ClipSettings", "InferenceSession"]
 
 
 @dataclass

@@ -27,16 +27,19 @@ import contextlib
 import torch
 import torch.nn as nn
 
+from tubevit.defaults import PRECISIONS
+
 __all__ = ["PRECISIONS", "autocast", "cast_for_inference", "compute_dtype", "grad_scaler"]
 
-PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# The dtype of each precision name (the names: tubevit.defaults.PRECISIONS, in that order).
+_DTYPES = dict(zip(PRECISIONS, (torch.float32, torch.bfloat16, torch.float16), strict=True))
 
 
 def compute_dtype(precision: str) -> torch.dtype:
     """``"fp32" | "bf16" | "fp16"`` -> the torch dtype the matrix products run in."""
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {sorted(PRECISIONS)}")
-    return PRECISIONS[precision]
+        raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+    return _DTYPES[precision]
 
 
 def autocast(device: torch.device | str, precision: str):

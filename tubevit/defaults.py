@@ -1,0 +1,50 @@
+"""Choices and defaults shared by the library, the configs and every CLI, defined once.
+
+A leaf module (it imports nothing from tubevit), so the config schema, the data pipeline, the
+evaluator and the argparse builders can all read it without import cycles. A CLI's ``choices=``
+and a function's validation use the same tuple, so they cannot drift apart
+(tests/test_defaults.py checks every CLI against these).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AGGREGATIONS", "DECODERS", "EVAL_CLIPS", "EVAL_CROPS", "IMAGE_EXTENSIONS", "INFLATE_STRATEGIES",
+    "MAX_FAIL_FRACTION", "MAX_FRAME_PIXELS", "PRECISIONS",
+]
+
+# Numeric precision of the matrix products (tubevit.model.precision): fp32 as is, bf16 / fp16 under
+# autocast with low-precision weights for inference.
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+# How the views of one video are combined (tubevit.evaluate.multiview): mean logits (Scenic,
+# big_vision) or mean softmax probabilities (mmaction2's average_clips="prob").
+AGGREGATIONS = ("mean_logits", "mean_probs")
+
+# Video decoder backends (tubevit.data.decode); "auto" is PyAV, the one always installed.
+DECODERS = ("auto", "pyav", "torchcodec", "decord")
+
+# How a 2D patch kernel is spread over a tube's frames (tubevit.convert.kernels.inflate; scenic
+# ViViT's central_frame / average_frame initialisers).
+INFLATE_STRATEGIES = ("central", "average")
+
+# Files read as images: image datasets and frame folders (a video stored as one image per frame).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+# Largest fraction of unreadable samples, counted over the whole run (training: every sample
+# drawn from the start of the run, and each validation; evaluation: the whole list), before the
+# run stops with an error naming the files. 10%: a few broken downloads in a scraped dataset
+# (Kinetics loses a few percent a year) are skipped, a wrong data root is not.
+MAX_FAIL_FRACTION = 0.1
+
+# Multi-view testing (§5): 4 temporal clips x 3 spatial crops per video, their logits averaged.
+# The default of `tubevit eval`, `tubevit predict`, the demo's final evaluation and the
+# trainer's validation (eval.clips / eval.crops; a recipe may choose fewer for speed).
+EVAL_CLIPS = 4
+EVAL_CROPS = 3
+
+# Largest decoded frame (width x height) accepted from a video's header, checked before the first
+# frame is allocated: DCI 8K (8192 x 4320, ~106 MB per RGB frame). A header claiming more (a
+# corrupt or hostile file, e.g. 16000 x 16000 = 768 MB per frame) makes the video unreadable
+# instead of taking gigabytes in every decoding process. Set with data.max_frame_pixels.
+MAX_FRAME_PIXELS = 8192 * 4320
