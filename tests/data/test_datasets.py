@@ -191,6 +191,20 @@ def test_unreadable_returns_none_with_one_warning(videos, name, caplog):
     assert len(warnings) == 1
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_a_frame_above_max_frame_pixels_is_an_unreadable_sample_with_its_reason(videos, train, caplog):
+    path = videos["normal"]  # 64 x 48
+    datasets_mod._warned.discard(str(path))
+    kw = {} if train else {"clips": 2, "crops": 1}
+    ok = VideoDataset([(path.name, 0)], path.parent, frames=4, size=32, train=train, **kw)
+    assert ok[0] is not None  # the default limit (DCI 8K) takes it
+    small = VideoDataset([(path.name, 0)], path.parent, frames=4, size=32, train=train, max_frame_pixels=1000, **kw)
+    with caplog.at_level(logging.WARNING, logger="tubevit.data.datasets"):
+        assert small[0] is None
+    (warning,) = [r.getMessage() for r in caplog.records if str(path) in r.getMessage()]
+    assert "header claims a 64x48 frame" in warning and "max_frame_pixels=1000" in warning
+
+
 def test_image_dataset_items(tmp_path):
     img = np.zeros((40, 60, 3), np.uint8)
     img[:, 30:] = 255

@@ -11,14 +11,16 @@ import numpy as np
 import torch
 import pytest
 
-from tests.data.conftest import frame_number
+from tests.data.conftest import frame_number, numbered_frames
 from tubevit.data.decode import (
     BackendNotInstalled,
     VideoDecodeError,
     decode_all_frames,
     decode_frames,
     probe,
+    rotation_quarter_turns,
 )
+from tubevit.data.synthetic import write_video
 
 
 def test_probe_reads_header(videos):
@@ -211,3 +213,43 @@ def test_decode_threads_one_per_worker_else_a_few():
     assert default_decode_threads() == max(1, min(4, _usable_cores()))
     loader = torch.utils.data.DataLoader(_ThreadsSeen(), batch_size=None, num_workers=1)
     assert list(loader) == [1, 1]  # inside a loader worker: one FFmpeg thread, the workers are the parallelism
+
+
+@pytest.mark.parametrize("degrees,turns", [(None, 0), (0, 0), (90, 1), (-90, 3), (180, 2), (-180, 2), (270, 3),
+                                           (45, None), (-30, None)])
+def test_rotation_metadata_maps_to_quarter_turns(degrees, turns):
+    assert rotation_quarter_turns(degrees) == turns
+
+
+@pytest.mark.parametrize("degrees", [90, -90, 180])
+def test_a_rotated_video_decodes_as_displayed(tmp_path, degrees):
+    frames = numbered_frames(6, 32, 48)  # noise block top-left: any turn moves it
+    plain = write_video(tmp_path / "plain.mp4", frames)
+    turned = write_video(tmp_path / f"rot{degrees}.mp4", frames, rotation=degrees)
+    stored = decode_frames(plain, [0, 3, 5])
+    got = decode_frames(turned, [0, 3, 5])
+    k = {90: 1, -90: 3, 180: 2}[degrees]
+    np.testing.assert_array_equal(got, np.rot90(stored, k=k, axes=(1, 2)))
+    assert got.shape[1:3] == ((48, 32) if k % 2 else (32, 48))
+    assert not np.array_equal(got[:, :16, :16], stored[:, :16, :16])  # the top-left noise block moved
+    assert [frame_number(f) for f in stored] == [0, 3, 5]
+    np.testing.assert_array_equal(decode_all_frames(turned)[[0, 3, 5]], got)
+    # The sparse and whole-file decoders agree, and the pre-decode resize keeps the short side.
+    assert min(decode_frames(turned, [1], short_side=16).shape[1:3]) == 16
+
+
+def test_a_header_frame_above_the_limit_is_refused_before_decoding(videos, monkeypatch):
+    path = videos["normal"]  # 64 x 48
+    assert probe(path, max_frame_pixels=64 * 48).width == 64  # at the limit: fine
+    # Above it: one error naming the size, the limit and the setting, and no frame is decoded.
+    import av
+
+    def no_decode(*a, **k):
+        raise AssertionError("decoding started")
+
+    monkeypatch.setattr(av.container.InputContainer, "decode", no_decode)
+    for call in (lambda: probe(path, max_frame_pixels=64 * 48 - 1),
+                 lambda: decode_frames(path, [0], max_frame_pixels=1000),
+                 lambda: decode_all_frames(path, max_frame_pixels=1000)):
+        with pytest.raises(VideoDecodeError, match=r"header claims a 64x48 frame.*data\.max_frame_pixels=\d+"):
+            call()

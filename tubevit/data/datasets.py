@@ -62,7 +62,7 @@ from tubevit.data.transforms import (
     spatial_crops,
     to_planes,
 )
-from tubevit.defaults import IMAGE_EXTENSIONS
+from tubevit.defaults import IMAGE_EXTENSIONS, MAX_FRAME_PIXELS
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageDataset", "VideoDataset", "read_annotations", "read_classes"]
 
@@ -394,6 +394,7 @@ class VideoDataset(_Base):
         short: str = "loop",
         decoder: str = "auto",
         decode_threads: int | None = None,
+        max_frame_pixels: int = MAX_FRAME_PIXELS,
         augment_on: str = "worker",
         folder_fps: float = DEFAULT_FOLDER_FPS,
         mean: Sequence[float] = IMAGENET_MEAN,
@@ -410,6 +411,7 @@ class VideoDataset(_Base):
         self.mean, self.std = tuple(mean), tuple(std)
         self.augment_on = _check_augment_on(augment_on, train)
         self._decode_threads = decode_threads
+        self.max_frame_pixels = max_frame_pixels
 
     @property
     def decode_threads(self) -> int:
@@ -430,7 +432,7 @@ class VideoDataset(_Base):
         return int(math.ceil(self.size / math.sqrt(self.scale[0])))
 
     def _load(self, path: Path, generator):
-        info = probe(path, folder_fps=self.folder_fps)
+        info = probe(path, folder_fps=self.folder_fps, max_frame_pixels=self.max_frame_pixels)
         stride = resolve_stride(self.stride, self.fps, info.fps)
         if self.train:
             seed = int(torch.randint(0, 2**62, (), generator=generator))
@@ -443,7 +445,7 @@ class VideoDataset(_Base):
         wanted, inverse = np.unique(idx, return_inverse=True)
         frames = decode_frames(
             path, wanted, backend=self.decoder, short_side=self.decode_short_side(),
-            folder_fps=self.folder_fps, threads=self.decode_threads,
+            folder_fps=self.folder_fps, threads=self.decode_threads, max_frame_pixels=self.max_frame_pixels,
         )  # uint8 [U, H, W, 3]
         inverse = inverse.reshape(idx.shape)
         if self.train:

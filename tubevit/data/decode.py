@@ -22,6 +22,7 @@ happens to be installed. Every backend returns ``uint8 np.ndarray [T, H, W, 3]``
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import os
 from dataclasses import dataclass
@@ -32,7 +33,7 @@ import av
 import numpy as np
 from av.video.reformatter import VideoReformatter
 
-from tubevit.defaults import DECODERS, IMAGE_EXTENSIONS
+from tubevit.defaults import DECODERS, IMAGE_EXTENSIONS, MAX_FRAME_PIXELS
 
 __all__ = [
     "BACKENDS",
@@ -45,6 +46,8 @@ __all__ = [
     "default_decode_threads",
     "probe",
     "read_image",
+    "rotate_frames",
+    "rotation_quarter_turns",
 ]
 
 # Decoder names (the same tuple as --decoder); frame folders hold the image files of a dataset.
@@ -58,6 +61,9 @@ DEFAULT_FOLDER_FPS = 30.0
 # frame; more than that means the file is truncated or corrupt and decoding fails.
 _END_SLACK_FRAMES = 2
 _END_SLACK_FRACTION = 0.02
+
+log = logging.getLogger(__name__)
+_warned_rotation: set[str] = set()  # per process: one warning per file with an odd rotation
 
 # Exceptions that FFmpeg/PyAV raise for bad input (corrupt data, no video stream, ...).
 _AV_ERRORS = (av.FFmpegError, OSError, ValueError, IndexError, EOFError, RuntimeError)
@@ -110,8 +116,10 @@ def _usable_cores() -> int:
 # Public entry points
 
 
-def probe(path, *, folder_fps: float = DEFAULT_FOLDER_FPS) -> VideoInfo:
-    """Read frame count, frame rate and size without decoding the video."""
+def probe(path, *, folder_fps: float = DEFAULT_FOLDER_FPS, max_frame_pixels: int = MAX_FRAME_PIXELS) -> VideoInfo:
+    """Read frame count, frame rate and size without decoding the video. A header claiming a frame
+    of more than ``max_frame_pixels`` (width x height) is a :class:`VideoDecodeError`: refused
+    before anything is allocated (tubevit.defaults.MAX_FRAME_PIXELS)."""
     path = Path(path)
     if not path.exists():
         raise VideoDecodeError(path, "file not found")
@@ -121,7 +129,7 @@ def probe(path, *, folder_fps: float = DEFAULT_FOLDER_FPS) -> VideoInfo:
         return VideoInfo(len(files), float(folder_fps), h, w, len(files) / float(folder_fps))
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
-            return _probe_stream(path, container)
+            return _probe_stream(path, container, max_frame_pixels)
     except VideoDecodeError:
         raise
     except _AV_ERRORS as err:
@@ -136,8 +144,13 @@ def decode_frames(
     short_side: int | None = None,
     threads: int | None = None,
     folder_fps: float = DEFAULT_FOLDER_FPS,
+    max_frame_pixels: int = MAX_FRAME_PIXELS,
 ) -> np.ndarray:
     """Decode the frames at ``indices`` (any order, repeats allowed) as ``uint8 [T, H, W, 3]``.
+
+    Frames come out as displayed: a rotation by a multiple of 90 degrees in the stream's display
+    matrix (phone videos) is applied (PyAV; other rotations are warned about once per file). A
+    header frame above ``max_frame_pixels`` is refused before decoding (see :func:`probe`).
 
     ``short_side``: if given and the source's shorter side is larger, frames are scaled during
     decoding (FFmpeg's swscale, which also does the RGB conversion) so that the shorter side is
@@ -159,13 +172,15 @@ def decode_frames(
             raise ValueError(f"frame folders are read with backend 'auto', not {backend!r}")
         return _decode_folder(path, indices, short_side)
     if backend in ("auto", "pyav"):
-        return _decode_pyav(path, indices, short_side, threads)
+        return _decode_pyav(path, indices, short_side, threads, max_frame_pixels)
+    probe(path, max_frame_pixels=max_frame_pixels)  # the size check, from the header, before the other decoder
     if backend == "torchcodec":
         return _decode_torchcodec(path, indices, short_side, threads)
     return _decode_decord(path, indices, short_side, threads)
 
 
-def decode_all_frames(path, *, short_side: int | None = None, threads: int = 0) -> np.ndarray:
+def decode_all_frames(path, *, short_side: int | None = None, threads: int = 0,
+                      max_frame_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
     """Decode every frame of a file, in order (the baseline the sparse decoder is measured against
     in ``benchmarks/bench_data.py``, and a reference in tests)."""
     path = Path(path)
@@ -173,21 +188,28 @@ def decode_all_frames(path, *, short_side: int | None = None, threads: int = 0) 
         raise VideoDecodeError(path, "file not found")
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
+            if not container.streams.video:
+                raise VideoDecodeError(path, "no video stream")
             stream = container.streams.video[0]
+            _check_frame_size(path, stream.codec_context.width, stream.codec_context.height, max_frame_pixels)
             stream.thread_type = "AUTO"
             stream.codec_context.thread_count = threads
             size = None
             out = []
             rgb = _RGB()
+            rotation = 0
             for frame in container.decode(stream):
                 if size is None:
                     size = _target_size(frame.height, frame.width, short_side)
+                    rotation = _rotation(frame, path)
                 out.append(rgb(frame, size))
+    except VideoDecodeError:
+        raise
     except _AV_ERRORS as err:
         raise VideoDecodeError(path, f"{type(err).__name__}: {err}") from err
     if not out:
         raise VideoDecodeError(path, "no decodable frames")
-    return np.stack(out)
+    return rotate_frames(np.stack(out), rotation)
 
 
 def read_image(path, *, short_side: int | None = None) -> np.ndarray:
@@ -203,10 +225,55 @@ def read_image(path, *, short_side: int | None = None) -> np.ndarray:
 # PyAV
 
 
-def _probe_stream(path, container) -> VideoInfo:
+def rotation_quarter_turns(degrees) -> int | None:
+    """Counter-clockwise quarter turns (0-3) that show a frame as its display matrix asks.
+
+    ``degrees`` is PyAV's ``VideoFrame.rotation``: FFmpeg's ``av_display_rotation_get``, the angle
+    in [-180, 180] by which the display transformation turns the decoded frame counterclockwise
+    (a portrait phone video stores -90: turn it 90 degrees clockwise, 3 quarter turns). ``None``
+    (no display matrix) is 0; an angle that is not a multiple of 90 returns ``None`` (not applied)."""
+    if degrees is None:
+        return 0
+    quarter = float(degrees) / 90.0
+    if abs(quarter - round(quarter)) > 1e-3:
+        return None
+    return int(round(quarter)) % 4
+
+
+def rotate_frames(frames: np.ndarray, quarter_turns: int) -> np.ndarray:
+    """``uint8 [T, H, W, 3]`` turned ``quarter_turns`` x 90 degrees counterclockwise (as displayed)."""
+    if not quarter_turns:
+        return frames
+    return np.ascontiguousarray(np.rot90(frames, k=quarter_turns, axes=(1, 2)))
+
+
+def _rotation(frame, path) -> int:
+    """Quarter turns for the frames of ``path`` (read from its first decoded frame)."""
+    degrees = getattr(frame, "rotation", None)  # PyAV >= 14 reads the frame's DISPLAYMATRIX
+    turns = rotation_quarter_turns(degrees)
+    if turns is None:
+        key = str(path)
+        if key not in _warned_rotation:
+            _warned_rotation.add(key)
+            log.warning("%s: display rotation of %s degrees is not a multiple of 90; frames are used as stored",
+                        key, degrees)
+        return 0
+    return turns
+
+
+def _check_frame_size(path, width: int, height: int, max_frame_pixels: int) -> None:
+    if width * height > max_frame_pixels:
+        raise VideoDecodeError(
+            path, f"header claims a {width}x{height} frame, more than data.max_frame_pixels={max_frame_pixels} "
+                  f"pixels; refused before decoding (raise the limit with --set data.max_frame_pixels=N if the "
+                  f"file is genuine)")
+
+
+def _probe_stream(path, container, max_frame_pixels: int = MAX_FRAME_PIXELS) -> VideoInfo:
     if not container.streams.video:
         raise VideoDecodeError(path, "no video stream")
     stream = container.streams.video[0]
+    _check_frame_size(path, stream.codec_context.width, stream.codec_context.height, max_frame_pixels)
     rate = stream.average_rate or stream.guessed_rate or stream.base_rate
     fps = float(rate) if rate else 0.0
     if stream.duration is not None and stream.time_base is not None:
@@ -227,10 +294,11 @@ def _probe_stream(path, container) -> VideoInfo:
     return VideoInfo(num_frames, fps, height, width, duration or num_frames / fps)
 
 
-def _decode_pyav(path: Path, indices: np.ndarray, short_side, threads) -> np.ndarray:
+def _decode_pyav(path: Path, indices: np.ndarray, short_side, threads,
+                 max_frame_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
     try:
         with av.open(str(path), metadata_errors="ignore") as container:
-            info = _probe_stream(path, container)
+            info = _probe_stream(path, container, max_frame_pixels)
             stream = container.streams.video[0]
             # Frame and slice threads; FFmpeg picks the count when thread_count is 0.
             stream.thread_type = "AUTO"
@@ -239,20 +307,22 @@ def _decode_pyav(path: Path, indices: np.ndarray, short_side, threads) -> np.nda
             if indices.size == 0:
                 return np.zeros((0, size[0], size[1], 3), np.uint8)
             wanted = np.unique(indices)  # sorted
-            got = _sparse_decode(container, stream, info, wanted, size, path)
+            got, turns = _sparse_decode(container, stream, info, wanted, size, path)
     except VideoDecodeError:
         raise
     except _AV_ERRORS as err:
         raise VideoDecodeError(path, f"{type(err).__name__}: {err}") from err
+    got = rotate_frames(got, turns)
     if len(wanted) == len(indices) and bool((wanted == indices).all()):
         return got  # the common case (the datasets pass sorted unique indices): no gather copy
     return got[np.searchsorted(wanted, indices)]
 
 
-def _sparse_decode(container, stream, info: VideoInfo, wanted, size, path) -> np.ndarray:
+def _sparse_decode(container, stream, info: VideoInfo, wanted, size, path) -> tuple[np.ndarray, int]:
     """``uint8 [len(wanted), H, W, 3]`` for sorted unique ``wanted``: decode from the key frame
     before the first to the last wanted frame, converting to RGB (and scaling, in the same
-    swscale pass) only the frames that are returned, each straight into the output array."""
+    swscale pass) only the frames that are returned, each straight into the output array. Also
+    the display rotation (quarter turns, :func:`rotation_quarter_turns`) read from the first frame."""
     tb = stream.time_base
     start_pts = stream.start_time or 0
     fps = info.fps
@@ -272,7 +342,10 @@ def _sparse_decode(container, stream, info: VideoInfo, wanted, size, path) -> np
     prev = None
     prev_at = -1  # row of `out` already holding prev's RGB (-1: not converted)
     last_index = -1
+    turns = None
     for frame in container.decode(stream):
+        if turns is None:
+            turns = _rotation(frame, path)
         if frame.pts is None:
             # No timestamps (rare raw streams): fall back to counting from the seek point,
             # which is only exact when no seek happened.
@@ -308,7 +381,7 @@ def _sparse_decode(container, stream, info: VideoInfo, wanted, size, path) -> np
             rgb(prev, size, out[j])
             prev_at = j
         out[j:] = out[prev_at]
-    return out
+    return out, turns or 0
 
 
 def _target_size(height: int, width: int, short_side: int | None) -> tuple[int, int]:

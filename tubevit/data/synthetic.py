@@ -67,13 +67,15 @@ def write_video(
     pts_ms: list[int] | None = None,
     options: dict[str, str] | None = None,
     container_options: dict[str, str] | None = None,
+    rotation: int | None = None,
 ) -> Path:
     """Encode ``uint8 [T, H, W, 3]`` (or ``[T, H, W]`` for ``pix_fmt="gray"``) with PyAV.
 
     ``pts_ms`` gives explicit presentation times in milliseconds (variable frame rate);
     ``gop`` is the key-frame interval. x264 runs single-threaded so output bytes depend only on
     the frames (deterministic data from a seed). ``options`` go to the encoder,
-    ``container_options`` to the muxer (e.g. ``{"movflags": "+faststart"}``).
+    ``container_options`` to the muxer (e.g. ``{"movflags": "+faststart"}``). ``rotation``: a
+    display matrix turning the frames that many degrees counterclockwise (as phones write).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -95,6 +97,8 @@ def write_video(
             stream.bit_rate = max(200_000, h * w * 60)
         if codec == "libx264":
             stream.codec_context.thread_count = 1  # threaded x264 output varies run to run
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
         if gop:
             stream.codec_context.gop_size = gop
         if pts_ms is not None:

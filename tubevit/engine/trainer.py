@@ -152,7 +152,7 @@ def build_sources(cfg: TrainConfig) -> list[Source]:
         if kind == "video":
             dataset_cls, eval_views = VideoDataset, dict(clips=cfg.eval.clips, crops=cfg.eval.crops)
             common = dict(frames=clip["frames"], stride=clip["stride"], fps=clip["fps"] or None, size=clip["size"],
-                          decoder=d.decoder, name=src.name)
+                          decoder=d.decoder, max_frame_pixels=d.max_frame_pixels, name=src.name)
             train_only = dict(augment_on=d.augment_on)
         else:
             dataset_cls, eval_views = ImageDataset, dict(crops=cfg.eval.crops)

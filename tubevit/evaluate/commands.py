@@ -34,7 +34,7 @@ def clip_settings(session: InferenceSession, *, frames=None, size=None, stride=N
     """Clip geometry for evaluation: the model file's settings, overridden by what is given."""
     c = session.clip_settings(frames=frames, size=size, stride=stride, fps=fps, decoder=decoder)
     return {"frames": c.frames, "size": c.size, "stride": c.stride, "fps": c.fps, "decoder": c.decoder,
-            "mean": c.mean, "std": c.std}
+            "mean": c.mean, "std": c.std, "max_frame_pixels": c.max_frame_pixels}
 
 
 def _is_index_names(names: Sequence[str]) -> bool:
@@ -144,7 +144,7 @@ def evaluate_checkpoint(
         dataset = VideoDataset(
             samples, data_root, frames=geo["frames"], stride=geo["stride"], fps=geo["fps"], size=geo["size"],
             train=False, clips=clips, crops=crops, decoder=geo["decoder"], mean=geo["mean"], std=geo["std"],
-            class_names=names, name=head,
+            class_names=names, name=head, max_frame_pixels=geo["max_frame_pixels"],
         )
     loader = build_loader(dataset, batch_size=batch_size, workers=workers, shuffle=False)
     bar = None

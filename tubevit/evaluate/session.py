@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from tubevit.devices import resolve_device
-from tubevit.defaults import PRECISIONS
+from tubevit.defaults import MAX_FRAME_PIXELS, PRECISIONS
 from tubevit.evaluate.evaluator import autocast_context
 from tubevit.evaluate.loading import LoadedModel, load_model
 from tubevit.model.precision import cast_for_inference
@@ -32,6 +32,8 @@ class ClipSettings:
     decoder: str
     mean: tuple
     std: tuple
+    # The training run's data.max_frame_pixels (tubevit.defaults.MAX_FRAME_PIXELS if it had none).
+    max_frame_pixels: int = MAX_FRAME_PIXELS
 
 
 class InferenceSession:
@@ -100,6 +102,7 @@ class InferenceSession:
             stride=float(stride or p.stride or d.stride),
             fps=(float(fps) if fps is not None else (p.fps or d.fps or 0.0)) or None,
             decoder=decoder or d.decoder, mean=tuple(p.mean), std=tuple(p.std),
+            max_frame_pixels=int(d.max_frame_pixels),
         )
 
     def logits(self, views: torch.Tensor, head: str, view_batch: int | None = None) -> torch.Tensor:
