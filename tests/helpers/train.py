@@ -85,7 +85,22 @@ def _parse(v: str):
 if __name__ == "__main__":  # python -m tests.helpers.train OUT STEPS [key=value ...]
     out, steps = sys.argv[1], int(sys.argv[2])
     sets = dict(a.split("=", 1) for a in sys.argv[3:])
+    # heartbeat=DIR: each rank keeps DIR/rank<r> at "<pid> <steps done>" (the signal tests read
+    # which processes to signal and how far they had got).
+    heartbeat = sets.pop("heartbeat", None)
     trainer = tiny_trainer(out, steps, **{k: _parse(v) for k, v in sets.items()})
+    if heartbeat:
+        import os
+        from pathlib import Path
+
+        beat = Path(heartbeat) / f"rank{trainer.info.rank}"
+
+        class Beating(type(trainer.stepper)):
+            def __call__(self, micros, generator=None):
+                beat.write_text(f"{os.getpid()} {trainer.step}")
+                return super().__call__(micros, generator)
+
+        trainer.stepper.__class__ = Beating
     result = trainer.fit()
     import hashlib
 

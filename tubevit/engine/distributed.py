@@ -21,7 +21,7 @@ import torch.nn as nn
 from tubevit.devices import resolve_device
 
 __all__ = [
-    "DistInfo", "all_reduce_flag", "barrier", "full_state_dict", "is_sharded", "mixed_precision_policy",
+    "DistInfo", "StopVote", "all_reduce_flag", "barrier", "full_state_dict", "is_sharded", "mixed_precision_policy",
     "setup", "shard_model", "teardown", "unwrap", "wrap_model",
 ]
 
@@ -144,6 +144,47 @@ def all_reduce_flag(flag: bool, info: DistInfo) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=info.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+class StopVote:
+    """Ranks agree to stop (a SIGTERM/SIGINT seen by any of them) at the same step, within two
+    steps of the signal, without a device sync: at every step boundary each rank posts a
+    non-blocking MAX all-reduce of its local flag over a CPU (gloo) group and reads the result it
+    posted one step earlier, which has long completed (every rank posts once per step, in lock
+    step with the gradient reduction). No CUDA tensor is involved, so the host never waits for the
+    GPU; the cost is one tiny CPU message per step, off the critical path.
+
+    torchrun forwards SIGTERM to every worker and kills them 30 s later, so stopping at the next
+    log step (the old rule, up to ``log_every`` steps away) could miss the signal checkpoint.
+    One process: the local flag, read every step."""
+
+    def __init__(self, info: DistInfo):
+        self.enabled = info.enabled
+        self._group = dist.new_group(backend="gloo") if self.enabled else None
+        self._pending = None  # (work, tensor) posted at the previous step boundary
+
+    def __call__(self, local: bool) -> bool:
+        """Post this step's flag; True on every rank alike once any rank's flag of the previous
+        step was set."""
+        if not self.enabled:
+            return local
+        stop = False
+        if self._pending is not None:
+            work, flag = self._pending
+            work.wait()
+            stop = bool(flag.item() > 0)
+        flag = torch.tensor([1.0 if local else 0.0])
+        self._pending = (dist.all_reduce(flag, op=dist.ReduceOp.MAX, group=self._group, async_op=True), flag)
+        return stop
+
+    def close(self) -> None:
+        """Complete the last posted vote (every rank posted it) and free the group."""
+        if self._pending is not None:
+            self._pending[0].wait()
+            self._pending = None
+        if self._group is not None:
+            dist.destroy_process_group(self._group)
+            self._group = None
 
 
 def barrier(info: DistInfo) -> None:

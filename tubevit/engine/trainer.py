@@ -779,6 +779,7 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=start, unit="step", dynamic_ncols=True,
                    disable=not (info.is_main and cfg.progress), file=sys.stderr)
         interrupted, saved_at = None, start
+        stop_vote = D.StopVote(info)  # a signal stops every rank at one step, within two steps
 
         def check_finite(step: int) -> dict:
             """Sync the pending losses to the host (the only sync point) and stop on NaN/inf."""
@@ -848,10 +849,10 @@ class Trainer:
                         loss_sum[n].zero_()
                         loss_n[n] = 0
                     seen, t_log = 0, now
-                    if info.enabled and D.all_reduce_flag(self._stop_signal is not None, info):
-                        interrupted = self._stop_signal or signal.SIGTERM
-                if not info.enabled and self._stop_signal is not None:
-                    interrupted = self._stop_signal
+                # Every step (a Python bool and, distributed, a CPU message: no device sync), so a
+                # signal checkpoint is written within seconds, long before torchrun's SIGKILL.
+                if stop_vote(self._stop_signal is not None):
+                    interrupted = self._stop_signal or signal.SIGTERM
                 improved = False
                 if (cfg.eval.every and self.step % cfg.eval.every == 0) or (self.step == self.total_steps):
                     results = self.validate(epoch)
@@ -869,6 +870,7 @@ class Trainer:
                     break
         finally:
             bar.close()
+            stop_vote.close()
             for sig, h in handlers.items():
                 signal.signal(sig, h)
         if not interrupted:
