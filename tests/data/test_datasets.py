@@ -223,3 +223,19 @@ def test_image_dataset_items(tmp_path):
 def test_train_rejects_multiple_views(videos):
     with pytest.raises(ValueError, match="V = 1"):
         _video_ds(videos, ["normal"], train=True, clips=4)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_videos_shorter_than_one_clip_are_flagged_and_collated(videos, train):
+    from tubevit.data.loader import collate
+
+    root = videos["normal"].parent  # normal: 30 frames; three: 3 frames < the span of 4 frames at stride 2
+    kw = {} if train else {"clips": 2, "crops": 1}
+    ds = VideoDataset([("normal.mp4", 0), ("three.mp4", 1), ("three.mp4", 1)], root, frames=4, stride=2, size=32,
+                      train=train, **kw)
+    items = [ds[i] for i in range(3)]
+    assert [it["short"] for it in items] == [False, True, True]
+    assert collate([(i, it) for i, it in enumerate(items)])["short"] == [1, 2]
+    # 3 frames at stride 1 span 3 source frames: "three" just fits.
+    ds1 = VideoDataset([("normal.mp4", 0), ("three.mp4", 1)], root, frames=3, stride=1, size=32, train=train, **kw)
+    assert [ds1[i]["short"] for i in range(2)] == [False, False]

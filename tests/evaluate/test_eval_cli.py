@@ -130,3 +130,17 @@ def test_predict_all_failed_is_nonzero(tiny_ckpt, tmp_path, capsys):
     bad.write_text("nope")
     assert main(["predict", "--checkpoint", str(tiny_ckpt), str(bad), str(tmp_path / "missing.mp4")]) == 1
     assert "ERROR" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("stride,short", [("1", 0), ("2", 8)])
+def test_eval_warns_once_with_the_count_of_videos_shorter_than_a_clip(tiny_ckpt, tiny_data, capsys, stride, short):
+    # The videos have 16 frames: 16 frames at stride 1 fit; at stride 2 a clip spans 31 frames.
+    args = ["eval", "--checkpoint", str(tiny_ckpt), "--val-list", str(tiny_data["val_clean"]), "--data-root",
+            str(tiny_data["root"]), "--clips", "2", "--crops", "1", "--workers", "0", "--no-plot", "--json",
+            "--stride", stride]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["short_videos"] == short
+    lines = [line for line in err.splitlines() if "shorter than one clip" in line]
+    assert lines == ([] if not short else [f"tubevit eval: warning: {short} of 8 videos are shorter than one clip "
+                                           f"(16 frames at stride 2); their clips loop"])

@@ -57,11 +57,18 @@ def run(args) -> int:
         device=args.device, view_batch=args.view_batch, max_fail_fraction=args.max_fail_fraction, out=args.out,
         plot=not args.no_plot, progress=not args.json and sys.stderr.isatty(), stride_scale=args.stride_scale,
     )
+    if result.get("short_videos"):  # once per run, not once per video
+        print(f"tubevit eval: warning: {short_videos_line(result)}", file=sys.stderr)
     if args.json:
         print(json.dumps(_jsonable({k: v for k, v in result.items() if k not in _JSON_DROP})))
         return 0
     print(format_result(result))
     return 0
+
+
+def short_videos_line(r: dict) -> str:
+    return (f"{r['short_videos']} of {r['videos']} videos are shorter than one clip ({r['frames']} frames at stride "
+            f"{r['stride']:g}); their clips loop")
 
 
 def _pct(x) -> str:

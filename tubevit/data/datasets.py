@@ -49,7 +49,7 @@ from tubevit.data.decode import (
     probe,
     read_image,
 )
-from tubevit.data.sampling import eval_clip_indices, resolve_stride, train_clip_indices
+from tubevit.data.sampling import clip_span, eval_clip_indices, resolve_stride, train_clip_indices
 from tubevit.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -338,13 +338,13 @@ class _Base(Dataset):
         rel, label = self.samples[index]
         path = Path(rel) if Path(rel).is_absolute() else self.root / rel
         try:
-            data, view, *pending = self._load(path, generator)
+            data, view, *extra = self._load(path, generator)
         except VideoDecodeError as err:
             _warn_once(path, err)
             return None
         item = {self._key: data, "label": label, "index": index, "view": view, "source": self.name}
-        if pending:  # augment_on="device": uint8 data plus the drawn RandAugment ops [V, L, 2]
-            item["augment"] = pending[0]
+        for more in extra:  # videos: "short", and with augment_on="device" the drawn ops "augment"
+            item.update(more)
         return item
 
     @classmethod
@@ -434,6 +434,8 @@ class VideoDataset(_Base):
     def _load(self, path: Path, generator):
         info = probe(path, folder_fps=self.folder_fps, max_frame_pixels=self.max_frame_pixels)
         stride = resolve_stride(self.stride, self.fps, info.fps)
+        # Shorter than one clip: its clips loop (or pad), which the loader counts per run (item "short").
+        short = {"short": info.num_frames < clip_span(self.frames, stride)}
         if self.train:
             seed = int(torch.randint(0, 2**62, (), generator=generator))
             idx = train_clip_indices(
@@ -449,7 +451,9 @@ class VideoDataset(_Base):
         )  # uint8 [U, H, W, 3]
         inverse = inverse.reshape(idx.shape)
         if self.train:
-            return self._train_view(frames, inverse[0], generator)
+            data, view, *pending = self._train_view(frames, inverse[0], generator)
+            # augment_on="device": uint8 data plus the drawn RandAugment ops [V, L, 2]
+            return data, view, {**short, **({"augment": pending[0]} if pending else {})}
         # Evaluation: the short side scaled once for all clips (uint8), then the views cut from it.
         clip_all = to_planes(frames)  # [C, U, H, W] view
         clip_all = crop_resize(clip_all, None, short_side_size(*clip_all.shape[-2:], self.size))
@@ -458,7 +462,7 @@ class VideoDataset(_Base):
             clip = clip_all[:, inverse[c]]  # [C, T, H, W]
             views.extend(normalize_uint8(v, self.mean, self.std) for v in spatial_crops(clip, self.size, self.crops))
         video = torch.stack(views)  # [V, C, T, H, W]; view v = clip * crops + crop
-        return video, torch.arange(len(views), dtype=torch.long)
+        return video, torch.arange(len(views), dtype=torch.long), short
 
     def _train_view(self, frames: np.ndarray, order: np.ndarray, generator):
         """One training view from the decoded frames, cheapest first: the random window is cut

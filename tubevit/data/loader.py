@@ -142,7 +142,8 @@ def collate(items: list) -> dict:
 
     ``items`` are item dicts or ``(index, item)`` pairs (as the loader built here passes them).
     Returns ``{"video" | "image": [sum V, ...], "label": [sum V], "index": [sum V],
-    "view": [sum V], "source": str, "num_samples": int, "skipped": list[int]}``: label and index
+    "view": [sum V], "source": str, "num_samples": int, "skipped": list[int], "short": list[int]}``
+    (``short``: indices of the videos shorter than one clip, whose clips loop): label and index
     are repeated per view so multi-view logits can be grouped back by ``index``. A batch in which
     every item failed has no ``video``/``image`` key and ``num_samples == 0``.
     """
@@ -156,7 +157,8 @@ def collate(items: list) -> dict:
                 skipped.append(-1)  # index unknown: the dataset was not wrapped
         else:
             good.append(item)
-    batch = {"skipped": skipped, "num_samples": len(good)}
+    batch = {"skipped": skipped, "num_samples": len(good),
+             "short": [int(it["index"]) for it in good if it.get("short")]}
     if not good:
         batch.update(
             label=torch.zeros(0, dtype=torch.long), index=torch.zeros(0, dtype=torch.long),

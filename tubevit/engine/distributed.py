@@ -21,7 +21,7 @@ import torch.nn as nn
 from tubevit.devices import resolve_device
 
 __all__ = [
-    "DistInfo", "StopVote", "all_reduce_flag", "barrier", "full_state_dict", "is_sharded", "mixed_precision_policy",
+    "DistInfo", "StopVote", "all_reduce_flag", "all_reduce_sum", "barrier", "full_state_dict", "is_sharded", "mixed_precision_policy",
     "setup", "shard_model", "teardown", "unwrap", "wrap_model",
 ]
 
@@ -144,6 +144,15 @@ def all_reduce_flag(flag: bool, info: DistInfo) -> bool:
     t = torch.tensor([1.0 if flag else 0.0], device=info.device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item() > 0)
+
+
+def all_reduce_sum(value: int, info: DistInfo) -> int:
+    """The sum over ranks of a per-rank count (one blocking collective: call it rarely)."""
+    if not info.enabled:
+        return int(value)
+    t = torch.tensor([float(value)], device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return int(round(t.item()))
 
 
 class StopVote:

@@ -414,6 +414,7 @@ class Trainer:
             torch.set_num_threads(threads)
         self.loaders = {}
         self._val_loaders: dict = {}  # built once, re-iterated at every validation (persistent workers)
+        self._short_warned: set[str] = set()  # "train/<source>", "val/<source>": warned once per run
         for k, s in enumerate(self.sources):
             bs = s.cfg.batch_size or cfg.batch_size
             self.loaders[s.name] = build_loader(
@@ -699,6 +700,8 @@ class Trainer:
             except TooManyFailures as err:
                 raise UnreadableData(f"validation of source {s.name!r} at step {self.step}: {err}") from None
             results[s.name] = r
+            if r.get("short_videos"):
+                self._warn_short(f"val/{s.name}", r["short_videos"], r["videos"] + r["skipped"], s)
         if results:
             first = next(iter(results.values()))
             record = {"step": self.step, "epoch": round(epoch, 4), "val_top1": first["top1"], "val_top5": first["top5"]}
@@ -713,6 +716,19 @@ class Trainer:
                     f"{n} top1 {r['top1']:.3f} top5 {r['top5']:.3f} ({r['videos']} x {r['views']} views, "
                     f"{r['skipped']} skipped)" for n, r in results.items()))
         return results
+
+    def _warn_short(self, key: str, count: int, total: int, source) -> None:
+        """One line per run and source (not one per video): videos shorter than one clip are
+        not errors, their clips loop, but a data set of many such videos trains on repeated frames."""
+        if key in self._short_warned or not count:
+            return
+        self._short_warned.add(key)
+        if self.info.is_main:
+            clip = self.cfg.clip(source.cfg)
+            rate = f"{clip['fps']:g} fps" if clip["fps"] else f"stride {clip['stride']:g}"
+            split = "training" if key.startswith("train/") else "validation"
+            self._log(f"warning: source {source.name!r}: {count} of {total} {split} videos are shorter than one "
+                      f"clip ({clip['frames']} frames at {rate}); their clips loop")
 
     # -------------------------------------------------------------------------------- the loop
     def fit(self, stop_after: int | None = None) -> dict:
@@ -752,6 +768,13 @@ class Trainer:
         by_name = {s.name: s for s in self.sources}
         first_batches = {n: min(FIRST_BATCHES, len(self.loaders[n])) for n in names}
         fetched = {n: 0 for n in names}
+        short = {n: set() for n in names}  # distinct short videos drawn on this rank (warned once)
+
+        def warn_short(name: str) -> None:  # every rank at the same step: the count is summed
+            if f"train/{name}" not in self._short_warned:
+                self._warn_short(f"train/{name}", D.all_reduce_sum(len(short[name]), info),
+                                 len(by_name[name].train), by_name[name])
+                self._short_warned.add(f"train/{name}")
 
         def check_unreadable(name: str, final: bool = False) -> None:
             c, limit = failures[name], cfg.data.max_fail_fraction
@@ -803,6 +826,7 @@ class Trainer:
                         counts[name] += 1
                         fetched[name] += 1
                         failures[name].update(batch)
+                        short[name].update(batch.get("short") or ())
                         check_unreadable(name)
                         if batch["num_samples"] == 0:
                             continue
@@ -827,6 +851,9 @@ class Trainer:
                     bad += ~torch.isfinite(self.stepper.last_grad_norm)
                 self.step += 1
                 bar.update(1)
+                for n in names:  # after a first pass over a source, its count of short videos
+                    if fetched[n] >= len(self.loaders[n]):
+                        warn_short(n)
                 epoch = self._epoch(counts)
 
                 at_end = self.step == end
@@ -876,6 +903,7 @@ class Trainer:
         if not interrupted:
             for n in names:  # the run-wide threshold, also for runs shorter than its minimum count
                 check_unreadable(n, final=True)
+                warn_short(n)  # a run shorter than one pass: what it drew
         if interrupted and saved_at != self.step:
             # The loop broke while fetching data (a worker died with the signal): keep what was done.
             check_finite(self.step)

@@ -72,6 +72,7 @@ class ViewRun:
     decode_s: float  # time spent waiting for the loader (decoding and transforms)
     model_s: float  # time spent in forward passes
     extra: dict = field(default_factory=dict)
+    short: set = field(default_factory=set)  # indices of the videos shorter than one clip (looped)
 
 
 def autocast_context(device: torch.device, precision: str):
@@ -215,6 +216,7 @@ def forward_views(
     if num_classes is not None:
         acc = ViewAccumulator(num_classes, aggregation, expected_views=expected_views, missing=missing)
     skipped: dict[int, tuple[str, str]] = {}
+    short: set[int] = set()
     total_views, counter = 0, [0]
     lockstep = _dist_active() and _is_sharded(model)
     empty_shape = _dataset_input_shape(dataset)
@@ -253,6 +255,8 @@ def forward_views(
         for batch in loader:
             decode_s += time.perf_counter() - t0
             clips, vids, views, labels, failed = _parse_batch(batch, counter)
+            if isinstance(batch, dict):
+                short.update(int(i) for i in batch.get("short") or ())
             for idx in failed:
                 if idx < 0:  # index unknown: count it under a key of its own
                     idx = -1 - len([k for k in skipped if k < 0])
@@ -300,7 +304,7 @@ def forward_views(
 
     if _dist_active():
         states = [None] * dist.get_world_size()
-        dist.all_gather_object(states, {"acc": acc.state(), "skipped": skipped, "views": total_views})
+        dist.all_gather_object(states, {"acc": acc.state(), "skipped": skipped, "views": total_views, "short": short})
         merged = ViewAccumulator(acc.num_classes, aggregation, expected_views=expected_views, missing=missing)
         skipped = {}
         for st in states:
@@ -308,6 +312,7 @@ def forward_views(
             for k, v in st["skipped"].items():
                 skipped.setdefault(k, v)
         total_views = sum(st["views"] for st in states)
+        short = set().union(*(st["short"] for st in states))
         acc = merged
     # A video may be both skipped on one rank and read on another only if reading is flaky; the
     # evaluated copy wins.
@@ -317,7 +322,7 @@ def forward_views(
     scores = acc.result()
     if skipped and len(skipped) > max_fail_fraction * max(attempted, 1):
         raise TooManyFailures(_failure_message(skipped, attempted, max_fail_fraction, fail_flag))
-    return ViewRun(scores, skipped, total_views, expected_views, decode_s, model_s)
+    return ViewRun(scores, skipped, total_views, expected_views, decode_s, model_s, short=short)
 
 
 def _failure_message(skipped: dict, total: int, fraction: float, flag: str = "--max-fail-fraction F") -> str:
@@ -353,6 +358,7 @@ def evaluate(
     ``videos``                  videos evaluated (with at least one view)
     ``skipped``                 videos that could not be decoded (never substituted)
     ``skipped_files``           up to 20 ``{"index", "path", "reason"}``
+    ``short_videos``            videos shorter than one clip (their clips loop; never an error)
     ``views``                   views per video (clips x crops; the most seen if not known)
     ``total_views``             views forwarded in all
     ``incomplete``              videos with fewer than ``views`` views (see ``missing``)
@@ -388,6 +394,7 @@ def evaluate(
         "videos": len(s),
         "labelled_videos": int(labelled.sum()),
         "skipped": len(run.skipped),
+        "short_videos": len(run.short),
         "skipped_files": [{"index": i, "path": p, "reason": r} for i, (p, r) in sorted(run.skipped.items())[:20]],
         "views": int(views),
         "total_views": int(run.total_views),

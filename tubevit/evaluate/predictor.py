@@ -83,7 +83,7 @@ class _Items(Dataset):
         t0 = time.perf_counter()
         rel, _ = self.dataset.samples[i]
         try:
-            data, view = self.dataset._load(Path(rel), None)
+            data, view, *_ = self.dataset._load(Path(rel), None)
             return {"i": i, "data": data, "view": view, "decode_s": time.perf_counter() - t0}
         except VideoDecodeError as err:
             return {"i": i, "error": err.reason, "decode_s": time.perf_counter() - t0}
