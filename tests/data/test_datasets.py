@@ -120,7 +120,7 @@ def test_label_out_of_range_for_classes(tmp_path):
 
 # ------------------------------------------------------------------ items
 
-KEYS = {"label", "index", "view", "source"}
+KEYS = {"label", "index", "view", "source", "short"}
 
 
 def _video_ds(videos, names, **kw):

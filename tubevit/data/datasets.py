@@ -342,7 +342,8 @@ class _Base(Dataset):
         except VideoDecodeError as err:
             _warn_once(path, err)
             return None
-        item = {self._key: data, "label": label, "index": index, "view": view, "source": self.name}
+        # "short": a video with fewer frames than one clip spans (its clips loop); never for images.
+        item = {self._key: data, "label": label, "index": index, "view": view, "source": self.name, "short": False}
         for more in extra:  # videos: "short", and with augment_on="device" the drawn ops "augment"
             item.update(more)
         return item
