@@ -144,3 +144,15 @@ def test_eval_warns_once_with_the_count_of_videos_shorter_than_a_clip(tiny_ckpt,
     lines = [line for line in err.splitlines() if "shorter than one clip" in line]
     assert lines == ([] if not short else [f"tubevit eval: warning: {short} of 8 videos are shorter than one clip "
                                            f"(16 frames at stride 2); their clips loop"])
+
+
+@pytest.mark.parametrize("decoder", ["torchcodec", "decord"])
+def test_a_missing_optional_decoder_is_one_line_naming_the_extra(tiny_ckpt, tiny_data, capsys, monkeypatch, decoder):
+    import sys
+
+    monkeypatch.setitem(sys.modules, decoder, None)  # not installed, even where it is
+    assert main(_eval_args(tiny_ckpt, tiny_data, "--decoder", decoder)) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert err.startswith("tubevit eval: error: ") and f"pip install 'tubevit[{decoder}]'" in err
+    assert "--decoder pyav" in err

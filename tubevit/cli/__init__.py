@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from tubevit.data.decode import BackendNotInstalled  # a missing optional decoder is the user's to fix
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "_run"):
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as err:
+    except (ValueError, FileNotFoundError, KeyError, BackendNotInstalled) as err:
         # Bad input is the user's to fix: one clear line, no traceback.
         print(f"tubevit {args.command}: error: {err}", file=sys.stderr)
         return 2

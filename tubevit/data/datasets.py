@@ -44,6 +44,7 @@ from torch.utils.data import Dataset
 from tubevit.data.decode import (
     DEFAULT_FOLDER_FPS,
     VideoDecodeError,
+    check_backend,
     decode_frames,
     default_decode_threads,
     probe,
@@ -413,6 +414,7 @@ class VideoDataset(_Base):
         self.augment_on = _check_augment_on(augment_on, train)
         self._decode_threads = decode_threads
         self.max_frame_pixels = max_frame_pixels
+        check_backend(decoder)  # a missing optional decoder: one error now, not one per sample
 
     @property
     def decode_threads(self) -> int:

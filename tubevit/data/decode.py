@@ -38,6 +38,7 @@ from tubevit.defaults import DECODERS, IMAGE_EXTENSIONS, MAX_FRAME_PIXELS
 __all__ = [
     "BACKENDS",
     "BackendNotInstalled",
+    "check_backend",
     "FRAME_EXTENSIONS",
     "VideoDecodeError",
     "VideoInfo",
@@ -462,14 +463,25 @@ def _decode_folder(folder: Path, indices: np.ndarray, short_side) -> np.ndarray:
 # Optional backends
 
 
+_BACKEND_MODULES = {"torchcodec": "torchcodec.decoders", "decord": "decord"}
+
+
+def check_backend(backend: str) -> None:
+    """Fail now, in the main process, if ``backend`` names an optional decoder that is not
+    installed (rather than once per sample inside the loader's workers)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown decoder backend {backend!r}; choose one of {BACKENDS}")
+    if backend in _BACKEND_MODULES:
+        _require(_BACKEND_MODULES[backend], backend, backend)
+
+
 def _require(module: str, package: str, backend: str):
     try:
         return importlib.import_module(module)
     except ImportError as err:
         raise BackendNotInstalled(
-            f"decoder backend {backend!r} needs the {package!r} package: "
-            f"pip install {package}  (or pip install 'tubevit[{backend}]'); "
-            f"or use --decoder pyav"
+            f"decoder {backend!r} is not installed: pip install 'tubevit[{backend}]' (the {package!r} "
+            f"package), or use the pyav decoder (eval/predict: --decoder pyav; train: --set data.decoder=pyav)"
         ) from err
 
 
