@@ -60,13 +60,16 @@ def test_views_and_failure_limit_defaults_agree(tmp_path):
     parsed = {
         "eval": parser.parse_args(["eval", "--checkpoint", "c", "--val-list", "v", "--data-root", "r"]),
         "predict": parser.parse_args(["predict", "--checkpoint", "c", "x.mp4"]),
-        "demo": parser.parse_args(["demo"]),
     }
     for name, args in parsed.items():
         assert isinstance(args, argparse.Namespace) and (args.clips, args.crops) == views, name
+    # The demo's frames are square at the crop size: 4 temporal views, one spatial one.
+    demo = parser.parse_args(["demo"])
+    assert (demo.clips, demo.crops) == (defaults.EVAL_CLIPS, 1)
     assert parsed["eval"].max_fail_fraction == defaults.MAX_FAIL_FRACTION
     cfg = load_config()
-    assert (cfg.eval.clips, cfg.eval.crops) == views
+    # Periodic validation during training: one view per video (12x cheaper), its own default.
+    assert (cfg.eval.clips, cfg.eval.crops) == (defaults.VAL_CLIPS, defaults.VAL_CROPS) == (1, 1)
     assert cfg.data.max_fail_fraction == defaults.MAX_FAIL_FRACTION
     assert cfg.data.max_frame_pixels == defaults.MAX_FRAME_PIXELS
     for fn in (evaluate_checkpoint, Predictor):
