@@ -8,7 +8,7 @@ time-reversed pairs), so a curve costs only the model's compute, not decoding. A
 optional (``--randaugment``, ``--hflip``) to measure its effect on the same clips.
 
     python benchmarks/train_diagnostics.py stats --model tubevit_tiny --size 64 --tube-scale auto
-    python benchmarks/train_diagnostics.py curve --lr 5e-4 --batch 16 --steps 150 --tube-scale auto
+    python benchmarks/train_diagnostics.py curve --lr 1e-3 --batch 16 --steps 150 --tube-scale auto
 """
 
 from __future__ import annotations
@@ -186,7 +186,7 @@ def main():
         q.add_argument("--head-init", choices=("fixed", "xavier"), default="fixed",
                        help="fixed: the model's own head init (trunc-normal 0.02); xavier: the old, overwritten one")
         q.add_argument("--seed", type=int, default=0)
-        q.add_argument("--lr", type=float, default=5e-4)
+        q.add_argument("--lr", type=float, default=1e-3)
         q.add_argument("--wd", type=float, default=0.05)
         q.add_argument("--warmup", type=int, default=-1)
         q.add_argument("--batch", type=int, default=16)

@@ -17,7 +17,7 @@ from tubevit.engine.trainer import train
 def test_default_recipe_moves_the_loss_clearly_below_ln_k(tmp_path):
     # The built-in data, small: 4 video classes (2 time-reversed pairs) of 24-frame 32 px clips.
     # Everything but the model's size and the run's length is the default recipe: paper tubes
-    # scaled to 32 px (tube_scale auto, s2d), lr 5e-4 at batch 16 (sqrt-scaled to batch 8),
+    # scaled to 32 px (tube_scale auto, s2d), lr 1e-3 at batch 16 (sqrt-scaled to batch 8),
     # 5% warm-up, cosine, no flips, RandAugment "auto" (off for 32 clips).
     paths = make_synthetic_data(tmp_path / "data", num_classes=4, videos_per_class=10, images_per_class=2,
                                 frames=24, size=32)
