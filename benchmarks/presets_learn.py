@@ -36,10 +36,12 @@ def run_preset(preset: str, paths: dict, args) -> dict:
     result = train(cfg, resume=None)
     logs = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in logs if "loss" in r]
+    if not losses:
+        raise SystemExit(f"{preset}: no loss logged in {out / 'metrics.jsonl'}; run at least 10 steps (--steps)")
     tail = losses[-max(1, len(losses) // 5):]
     ln_k = math.log(args.classes)
     return {
-        "preset": preset, "peak_lr": scaled_lr(cfg.optim, args.batch), "steps": result["step"], "ln_K": round(ln_k, 3),
+        "preset": preset, "peak_lr": scaled_lr(cfg.optim, cfg.batch_size * cfg.grad_accum), "steps": result["step"], "ln_K": round(ln_k, 3),
         "loss_curve": [round(x, 3) for x in losses], "loss_end": round(sum(tail) / len(tail), 3),
         "loss_end_over_ln_K": round(sum(tail) / len(tail) / ln_k, 3),
         "collapsed": sum(tail) / len(tail) > 0.9 * ln_k,
