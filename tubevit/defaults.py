@@ -10,12 +10,16 @@ from __future__ import annotations
 
 __all__ = [
     "AGGREGATIONS", "DECODERS", "EVAL_CLIPS", "EVAL_CROPS", "IMAGE_EXTENSIONS", "INFLATE_STRATEGIES",
-    "MAX_FAIL_FRACTION", "MAX_FRAME_PIXELS", "PRECISIONS", "VAL_CLIPS", "VAL_CROPS",
+    "MAX_FAIL_FRACTION", "MAX_FRAME_PIXELS", "PRECISIONS", "PRECISION_CHOICES", "VAL_CLIPS", "VAL_CROPS",
 ]
 
 # Numeric precision of the matrix products (tubevit.model.precision): fp32 as is, bf16 / fp16 under
 # autocast with low-precision weights for inference.
 PRECISIONS = ("fp32", "bf16", "fp16")
+# What a user may ask for: a precision, or "auto" (tubevit.model.precision.resolve_precision): bf16
+# where the device computes it natively (a CUDA GPU with bf16; a CPU with AVX512-BF16 or AMX, where
+# a training step runs ~2x faster than fp32), fp32 elsewhere.
+PRECISION_CHOICES = ("auto",) + PRECISIONS
 
 # How the views of one video are combined (tubevit.evaluate.multiview): mean logits (Scenic,
 # big_vision) or mean softmax probabilities (mmaction2's average_clips="prob").

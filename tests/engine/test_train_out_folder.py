@@ -66,3 +66,21 @@ def test_the_lock_is_held_during_the_run(tmp_path, monkeypatch):
     monkeypatch.setattr(t, "save", spy)
     t.fit()
     assert seen and seen[0] == str(os.getpid())
+
+
+def test_auto_precision_is_resolved_saved_and_resumed(tmp_path, monkeypatch):
+    import yaml
+
+    from tubevit.model import precision as precision_mod
+
+    # A CPU with native bf16: "auto" trains in bf16, config.yaml records bf16, and running the
+    # same command again ("auto" once more) resumes instead of seeing a changed experiment.
+    monkeypatch.setattr(precision_mod, "_cpu_flags", lambda: {"avx512_bf16"})
+    t = tiny_trainer(tmp_path, 2, joint=False, **{"eval.every": 0, "precision": "auto"})
+    assert t.cfg.precision == "bf16" and t.stepper.precision == "bf16"
+    t.fit()
+    assert yaml.safe_load((tmp_path / "config.yaml").read_text())["precision"] == "bf16"
+    assert tiny_trainer(tmp_path, 3, joint=False, **{"eval.every": 0, "precision": "auto"}).step == 2
+    # Without it, "auto" is fp32.
+    monkeypatch.setattr(precision_mod, "_cpu_flags", lambda: set())
+    assert tiny_trainer(tmp_path / "b", 1, joint=False, **{"eval.every": 0, "precision": "auto"}).cfg.precision == "fp32"

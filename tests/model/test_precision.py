@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 import tubevit
-from tubevit.model.precision import autocast, cast_for_inference, compute_dtype, grad_scaler
+from tubevit.model import precision as precision_mod
+from tubevit.model.precision import autocast, cast_for_inference, compute_dtype, grad_scaler, resolve_precision
 from tubevit.model.vit import attention
 
 
@@ -25,6 +26,39 @@ def test_compute_dtype_and_scaler():
     with pytest.raises(ValueError, match="unknown precision"):
         compute_dtype("fp8")
     assert not grad_scaler("cpu", "bf16").is_enabled()
+
+
+@pytest.mark.parametrize("flags, expected", [({"avx512f", "avx512_bf16"}, "bf16"), ({"amx_bf16"}, "bf16"),
+                                             ({"avx512f", "avx2"}, "fp32"), (set(), "fp32")])
+def test_auto_precision_follows_the_cpu_flags(monkeypatch, flags, expected):
+    monkeypatch.setattr(precision_mod, "_cpu_flags", lambda: flags)
+    assert resolve_precision("auto", "cpu") == expected
+    # A named precision is taken as asked, whatever the hardware.
+    assert [resolve_precision(p, "cpu") for p in ("fp32", "bf16", "fp16")] == ["fp32", "bf16", "fp16"]
+    with pytest.raises(ValueError, match="auto"):
+        resolve_precision("fp8", "cpu")
+
+
+def test_cpu_flags_are_read_from_this_machine():
+    flags = precision_mod._cpu_flags()
+    try:
+        text = open("/proc/cpuinfo").read()
+    except OSError:
+        assert flags == set()
+        return
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), None)
+    assert flags == (set(line.split(":", 1)[1].split()) if line else set())
+
+
+def test_training_and_inference_record_the_resolved_precision(tmp_path, monkeypatch):
+    from tubevit.evaluate.session import InferenceSession
+
+    monkeypatch.setattr(precision_mod, "_cpu_flags", lambda: {"avx512_bf16"})
+    model = _tiny()
+    session = InferenceSession(model, device="cpu", precision="auto")
+    assert session.precision == "bf16" and next(session.model.parameters()).dtype == torch.bfloat16
+    monkeypatch.setattr(precision_mod, "_cpu_flags", lambda: set())
+    assert InferenceSession(_tiny(), device="cpu", precision="auto").precision == "fp32"
 
 
 @pytest.mark.parametrize("tokenizer", ["s2d", "interpolated"])

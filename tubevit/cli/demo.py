@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from tubevit.configs.load import load_config
-from tubevit.defaults import EVAL_CLIPS, EVAL_CROPS, PRECISIONS
+from tubevit.defaults import EVAL_CLIPS, EVAL_CROPS, PRECISION_CHOICES
 
 NAME = "demo"
 HELP = "generate the built-in data, train tubevit_tiny jointly on its images and videos (CPU, minutes), evaluate"
@@ -43,7 +43,9 @@ def add_arguments(p) -> None:
     p.add_argument("--crops", type=int, default=1, choices=(1, 3),
                    help="spatial views in the final evaluation (default 1: the built-in frames are square "
                         f"at the crop size, so {EVAL_CROPS} crops would be identical)")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--precision", default="auto", choices=PRECISION_CHOICES,
+                   help="auto (default): bf16 where the CPU or GPU computes it natively (about 2x faster "
+                        "on an AVX512-BF16 CPU), fp32 elsewhere")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any training config key (see tubevit train)")

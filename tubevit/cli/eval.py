@@ -6,7 +6,7 @@ import json
 import math
 import sys
 
-from tubevit.defaults import AGGREGATIONS, DECODERS, EVAL_CLIPS, EVAL_CROPS, MAX_FAIL_FRACTION, PRECISIONS
+from tubevit.defaults import AGGREGATIONS, DECODERS, EVAL_CLIPS, EVAL_CROPS, MAX_FAIL_FRACTION, PRECISION_CHOICES
 
 NAME = "eval"
 HELP = "evaluate a checkpoint: multi-view top-1/top-5, per-class accuracy, confusion-matrix PNG"
@@ -25,7 +25,7 @@ def add_arguments(p) -> None:
                    help=f"spatial views per clip (paper: {EVAL_CROPS})")
     p.add_argument("--aggregation", default="mean_logits", choices=AGGREGATIONS,
                    help="average the views' logits or their softmax probabilities")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES)
     p.add_argument("--batch-size", type=int, default=4, help="videos per batch (each brings clips x crops views)")
     p.add_argument("--view-batch", type=int, default=None, help="at most this many views per forward pass")
     p.add_argument("--workers", type=int, default=2, help="DataLoader worker processes")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tubevit.defaults import AGGREGATIONS, DECODERS, EVAL_CLIPS, EVAL_CROPS, PRECISIONS
+from tubevit.defaults import AGGREGATIONS, DECODERS, EVAL_CLIPS, EVAL_CROPS, PRECISION_CHOICES
 
 NAME = "predict"
 HELP = "top-k class names and probabilities for video and image files or folders, with timing"
@@ -24,7 +24,7 @@ def add_arguments(p) -> None:
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes (overlap with the model)")
     p.add_argument("--view-batch", type=int, default=None, help="at most this many views per forward pass")
     p.add_argument("--aggregation", default="mean_logits", choices=AGGREGATIONS)
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
+    p.add_argument("--precision", default="fp32", choices=PRECISION_CHOICES)
     p.add_argument("--head", default=None, help="which dataset head (joint checkpoints)")
     p.add_argument("--frames", type=int, default=None, help="frames per clip (default: the checkpoint's)")
     p.add_argument("--size", type=int, default=None, help="crop size (default: the checkpoint's)")

@@ -11,7 +11,7 @@ import os
 import sys
 
 from tubevit.configs.load import load_config
-from tubevit.defaults import INFLATE_STRATEGIES, PRECISIONS
+from tubevit.defaults import INFLATE_STRATEGIES, PRECISION_CHOICES
 from tubevit.model.presets import list_models
 from tubevit.model.tokenizer import TOKENIZERS
 from tubevit.model.tubes import TUBE_SETS
@@ -104,7 +104,7 @@ def add_arguments(p) -> None:
     g.add_argument("--steps", type=int, help="optimizer steps (wins over --epochs)")
     g.add_argument("--batch-size", type=int, help="clips per micro-batch per process")
     g.add_argument("--lr", type=float, help="peak learning rate")
-    g.add_argument("--precision", choices=PRECISIONS)
+    g.add_argument("--precision", choices=PRECISION_CHOICES)
     g.add_argument("--compile", action="store_true", default=None, help="torch.compile the model")
     g.add_argument("--seed", type=int)
     g = p.add_argument_group("run")

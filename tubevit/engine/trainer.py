@@ -51,7 +51,7 @@ from tubevit.io.schema import Preprocessing, meta_from_checkpoint
 from tubevit.model.config import ModelConfig
 from tubevit.model.tubes import check_fits, get_tube_set, resolve_model_tubes
 from tubevit.model.tubevit import TubeViT
-from tubevit.model.precision import cast_for_inference, compute_dtype
+from tubevit.model.precision import cast_for_inference, compute_dtype, resolve_precision
 
 __all__ = ["DiskFull", "NonFiniteLoss", "Source", "Trainer", "UnreadableData", "build_model", "build_sources", "train"]
 
@@ -361,6 +361,9 @@ class Trainer:
         self.ckpt_path = ckpt_path
 
         self.info = D.setup(cfg.device)
+        # "auto" becomes what this device computes natively; the resolved name is what the run
+        # uses, saves in config.yaml and checkpoints, and reports.
+        cfg.precision = resolve_precision(cfg.precision, self.info.device)
         if cfg.precision == "fp16" and self.info.device.type == "cpu":
             raise ValueError("fp16 needs a GPU (loss scaling on CPU fp16 is slow and unsupported here); "
                              "use --precision bf16 on CPU")

@@ -154,7 +154,7 @@ def evaluate_checkpoint(
         bar = tqdm(total=len(dataset) * dataset.views, unit="view", file=sys.stderr, desc="eval", leave=False)
     try:
         result = evaluate(
-            session.model, loader, head=head, aggregation=aggregation, precision=precision, device=dev,
+            session.model, loader, head=head, aggregation=aggregation, precision=session.precision, device=dev,
             max_fail_fraction=max_fail_fraction, view_batch=view_batch, expected_views=dataset.views,
             progress=bar.update if bar is not None else None,
         )

@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from tubevit.devices import resolve_device
-from tubevit.defaults import MAX_FRAME_PIXELS, PRECISIONS
+from tubevit.defaults import MAX_FRAME_PIXELS
 from tubevit.evaluate.evaluator import autocast_context
 from tubevit.evaluate.loading import LoadedModel, load_model
-from tubevit.model.precision import cast_for_inference
+from tubevit.model.precision import cast_for_inference, resolve_precision
 
 __all__ = ["ClipSettings", "InferenceSession"]
 
@@ -43,10 +43,9 @@ class InferenceSession:
 
     def __init__(self, source, *, device="auto", precision: str = "fp32", head: str | None = None,
                  reader: str = "tubevit eval/predict --checkpoint"):
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.device = resolve_device(device)
-        self.precision = precision
+        self.precision = resolve_precision(precision, self.device)  # "auto" -> what the device runs natively
+        precision = self.precision
         if isinstance(source, torch.nn.Module):
             from tubevit.io import Preprocessing
 
