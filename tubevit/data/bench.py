@@ -149,24 +149,32 @@ def format_rows(rows: list[BenchRow]) -> str:
     return "\n".join(lines)
 
 
-def decode_range_raw(path, indices, *, threads: int = 1) -> int:
-    """FFmpeg's own cost for a clip: seek to the key frame before the first index and decode up to
-    the last one, converting nothing (the floor any RGB decoder of that range is measured against).
-    Returns the number of frames decoded."""
-    from tubevit.data.decode import probe as _probe
+def decode_range_raw(path, indices, *, threads: int = 1, skip_pts=None) -> int:
+    """FFmpeg's own cost for a clip: open the file once, seek to the key frame before the first
+    index and decode up to the last one, converting nothing (the floor any RGB decoder of that
+    range is measured against). ``skip_pts``: timestamps of packets not to decode (those
+    :func:`tubevit.data.decode.decode_frames` skipped, from its ``stats["skipped_pts"]``): the
+    raw cost of only the frames it actually decoded. Returns the number of frames decoded."""
+    from tubevit.data.decode import _probe_stream
 
-    info = _probe(path)
     first, last = int(min(indices)), int(max(indices))
-    with av.open(str(path)) as container:
+    skip = set(skip_pts or ())
+    with av.open(str(path), metadata_errors="ignore") as container:
+        info = _probe_stream(path, container)
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         stream.codec_context.thread_count = threads
+        codec = stream.codec_context
         tb, start = stream.time_base, stream.start_time or 0
         if first > 0:
             container.seek(start + int(first / info.fps / tb), stream=stream, backward=True, any_frame=False)
+        end = (last + 0.5) / info.fps
         n = 0
-        for frame in container.decode(stream):
-            n += 1
-            if frame.pts is not None and float((frame.pts - start) * tb) >= (last + 0.5) / info.fps:
-                break
+        for packet in container.demux(stream):
+            if skip and packet.pts in skip:
+                continue
+            for frame in codec.decode(packet):
+                n += 1
+                if frame.pts is not None and float((frame.pts - start) * tb) >= end:
+                    return n
     return n
