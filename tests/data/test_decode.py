@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ import torch
 import pytest
 
 from tests.data.conftest import frame_number, numbered_frames
+from tests.helpers.backends import hide_backend
 from tubevit.data.decode import (
     BackendNotInstalled,
     VideoDecodeError,
@@ -144,7 +144,7 @@ def test_optional_backend_installed_decodes_and_missing_names_the_extra(videos, 
         assert [frame_number(f) for f in got] == [0, 5]
     # Not installed (made so when it is: a None entry in sys.modules fails the import): one
     # error naming the extra to install, and no other decoder silently used instead.
-    monkeypatch.setitem(sys.modules, backend, None)
+    hide_backend(monkeypatch, backend)
     with pytest.raises(BackendNotInstalled, match=re.escape(f"pip install 'tubevit[{backend}]'")):
         decode_frames(videos["normal"], [0], backend=backend)
 

@@ -7,6 +7,7 @@ import errno
 
 import pytest
 import torch
+from tests.helpers.backends import hide_backend
 from tests.helpers.train import tiny_trainer
 
 from tubevit.cli import main
@@ -72,14 +73,12 @@ def test_too_many_unreadable_validation_videos_name_the_training_flag(tmp_path):
 
 
 def test_train_with_a_missing_optional_decoder_is_one_line_naming_the_extra(tmp_path, capsys, monkeypatch):
-    import sys
-
     from tubevit.cli import main
     from tubevit.data.synthetic import make_synthetic_data
 
     paths = make_synthetic_data(tmp_path / "data", seed=0, num_classes=2, videos_per_class=2, images_per_class=1,
                                 val_fraction=0.5, frames=8, size=16)
-    monkeypatch.setitem(sys.modules, "torchcodec", None)
+    hide_backend(monkeypatch, "torchcodec")
     rc = main(["train", "--train-list", str(paths["video_train"]), "--data-root", str(tmp_path / "data"),
                "--steps", "1", "--out", str(tmp_path / "run"), "--model", "tubevit_tiny", "--set", "device=cpu",
                "--set", "data.decoder=torchcodec", "--set", "progress=false"])

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tests.helpers.backends import hide_backend
 from tubevit.cli import main
 from tubevit.evaluate.loading import load_model
 
@@ -148,9 +149,7 @@ def test_eval_warns_once_with_the_count_of_videos_shorter_than_a_clip(tiny_ckpt,
 
 @pytest.mark.parametrize("decoder", ["torchcodec", "decord"])
 def test_a_missing_optional_decoder_is_one_line_naming_the_extra(tiny_ckpt, tiny_data, capsys, monkeypatch, decoder):
-    import sys
-
-    monkeypatch.setitem(sys.modules, decoder, None)  # not installed, even where it is
+    hide_backend(monkeypatch, decoder)  # not installed, even where it is
     assert main(_eval_args(tiny_ckpt, tiny_data, "--decoder", decoder)) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and "Traceback" not in err
