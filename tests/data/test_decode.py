@@ -253,3 +253,16 @@ def test_a_header_frame_above_the_limit_is_refused_before_decoding(videos, monke
                  lambda: decode_all_frames(path, max_frame_pixels=1000)):
         with pytest.raises(VideoDecodeError, match=r"header claims a 64x48 frame.*data\.max_frame_pixels=\d+"):
             call()
+
+
+def test_optional_backends_resize_in_uint8_like_the_float_antialiased_bilinear():
+    from tubevit.data.decode import _resize_nhwc
+
+    frames = np.random.default_rng(0).integers(0, 256, (3, 40, 60, 3), dtype=np.uint8)
+    got = _resize_nhwc(frames, 20)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).double()
+    ref = torch.nn.functional.interpolate(x, size=(20, 30), mode="bilinear", antialias=True, align_corners=False)
+    ref = ref.round().clamp(0, 255).permute(0, 2, 3, 1).numpy()
+    assert got.shape == (3, 20, 30, 3) and got.dtype == np.uint8 and got.flags["C_CONTIGUOUS"]
+    assert np.abs(got.astype(int) - ref.astype(int)).max() <= 1
+    assert _resize_nhwc(frames, 64) is frames  # never upscaled
