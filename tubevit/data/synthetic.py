@@ -29,6 +29,7 @@ import av
 import numpy as np
 
 __all__ = [
+    "DEMO_DATA",
     "IMAGE_CLASSES",
     "VIDEO_CLASSES",
     "make_synthetic_data",
@@ -37,6 +38,12 @@ __all__ = [
     "write_image",
     "write_video",
 ]
+
+# What `tubevit demo` (and benchmarks/joint_vs_video.py) write: 48-frame videos, so 32-frame clips are
+# random temporal crops; 80 videos per class (600 training, 200 validation) because with the demo's
+# ~640 steps the 12-block model generalised from 600 videos (0.73 top-1) and not from 180 (0.40),
+# at the same cost per step (docs/TRAINING.md, "The demo").
+DEMO_DATA = {"frames": 48, "size": 64, "videos_per_class": 80}
 
 # Pairs (2k, 2k+1) are time reversals of each other.
 VIDEO_CLASSES = (
