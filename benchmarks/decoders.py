@@ -22,15 +22,16 @@ from pathlib import Path
 import numpy as np
 
 from tubevit.data.bench import make_long_clip
-from tubevit.data.decode import decode_frames
+from tubevit.data.decode import decode_frames, probe
 
 BACKENDS = ("pyav", "torchcodec", "decord")
 
 
-def cpu_ms(fn) -> float:
+def timed_decode(path, idx, backend: str, short_side) -> tuple[float, np.ndarray]:
+    """CPU milliseconds of one `decode_frames` call (all threads of this process), and its frames."""
     start = time.process_time()
-    fn()
-    return (time.process_time() - start) * 1e3
+    frames = decode_frames(path, idx, backend=backend, short_side=short_side, threads=1)
+    return (time.process_time() - start) * 1e3, frames
 
 
 def main() -> None:
@@ -53,23 +54,22 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rows = []
     for label, path in files:
+        span = probe(path).num_frames - 64  # a 32-frame clip at stride 2 covers 64 source frames
         for short in (None, args.short_side):
-            starts = rng.integers(0, 300 - 64, args.clips)
             times = {b: [] for b in backends}
             diff = {b: 0 for b in backends}
-            for s in starts:
+            for s in rng.integers(0, span, args.clips):
                 idx = list(range(int(s), int(s) + 64, 2))
                 ref = None
                 for b in backends:  # interleaved: each clip decoded by every backend in turn
-                    res = {}
-                    times[b].append(cpu_ms(lambda: res.setdefault("x", decode_frames(path, idx, backend=b,
-                                                                                    short_side=short, threads=1))))
-                    if b == "pyav":
-                        ref = res["x"].astype(np.int16)
-                    elif res["x"].shape == ref.shape:
-                        diff[b] = max(diff[b], int(np.abs(res["x"].astype(np.int16) - ref).max()))
-                    else:
-                        diff[b] = -1
+                    ms, frames = timed_decode(path, idx, b, short)
+                    times[b].append(ms)
+                    if ref is None:  # pyav comes first
+                        ref = frames.astype(np.int16)
+                    elif frames.shape != ref.shape:
+                        raise SystemExit(f"{b} returned {frames.shape} frames where pyav returned {ref.shape}: "
+                                         f"{path} {idx[0]}..{idx[-1]}, short side {short}")
+                    diff[b] = max(diff[b], int(np.abs(frames.astype(np.int16) - ref).max()))
             base = statistics.median(times["pyav"])
             for b in backends:
                 med = statistics.median(times[b])

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tubevit.configs import load_config
 from tubevit.data.joint import source_counts
-from tubevit.data.synthetic import DEMO_DATA, make_synthetic_data
+from tubevit.data.synthetic import DEMO_DATA, ensure_synthetic_data
 from tubevit.engine.trainer import train
 from tubevit.evaluate.commands import evaluate_checkpoint
 
@@ -51,8 +51,7 @@ def main() -> None:
     args = p.parse_args()
     out = Path(args.out)
     data = out / "data"
-    if not (data / "images" / "val.txt").is_file():
-        make_synthetic_data(data, seed=0, **DEMO_DATA)
+    ensure_synthetic_data(data, seed=0, **DEMO_DATA)
     rows = []
     for seed in args.seeds:
         for joint in (False, True):

@@ -81,3 +81,25 @@ def test_every_frame_distribution_is_class_agnostic_within_a_pair():
 def test_rejects_unpaired_class_counts(tmp_path):
     with pytest.raises(ValueError, match="even"):
         make_synthetic_data(tmp_path, num_classes=3)
+
+
+def test_ensure_reuses_only_the_set_its_manifest_records(tmp_path):
+    from tubevit.data.synthetic import MANIFEST, ensure_synthetic_data, synthetic_data_matches
+
+    small = dict(num_classes=2, videos_per_class=2, images_per_class=1, frames=8, size=16)
+    root = tmp_path / "d"
+    assert ensure_synthetic_data(root, seed=0, **small) is True
+    assert synthetic_data_matches(root, seed=0, **small)
+    lists = root / "videos" / "train.txt"
+    stamp = lists.stat().st_mtime_ns
+    assert ensure_synthetic_data(root, seed=0, **small) is False and lists.stat().st_mtime_ns == stamp
+    # Another seed or size is another set: written again, never reused.
+    assert not synthetic_data_matches(root, seed=1, **small)
+    assert ensure_synthetic_data(root, seed=0, **dict(small, videos_per_class=4)) is True
+    assert len(lists.read_text().splitlines()) == 2 * 3
+    # A folder without its manifest (an interrupted write, or an older version's demo data) is rewritten.
+    (root / MANIFEST).unlink()
+    assert not synthetic_data_matches(root, seed=0, **dict(small, videos_per_class=4))
+    assert ensure_synthetic_data(root, seed=0, **dict(small, videos_per_class=4)) is True
+    (root / MANIFEST).write_text("{not json")
+    assert ensure_synthetic_data(root, seed=0, **dict(small, videos_per_class=4)) is True

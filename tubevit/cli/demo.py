@@ -56,7 +56,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from tubevit.data.synthetic import DEMO_DATA, make_synthetic_data
+    from tubevit.data.synthetic import DEMO_DATA, ensure_synthetic_data, synthetic_data_matches
     from tubevit.engine.trainer import train
     from tubevit.evaluate.commands import evaluate_checkpoint
 
@@ -64,11 +64,11 @@ def run(args) -> int:
     work = Path(args.out)
     data = work / "data"
     say = (lambda *a: print(*a, file=sys.stderr, flush=True))
-    if (data / "videos" / "val.txt").is_file() and (data / "images" / "val.txt").is_file():
+    if synthetic_data_matches(data, seed=args.seed, **DEMO_DATA):
         say(f"[1/3] built-in data already in {data}")
-    else:
+    else:  # absent, incomplete, or another seed or version's set: written again
         say(f"[1/3] writing the built-in data to {data} ...")
-        make_synthetic_data(data, seed=args.seed, **DEMO_DATA)
+        ensure_synthetic_data(data, seed=args.seed, **DEMO_DATA)
     t_data = time.perf_counter() - t0
 
     overrides = {

@@ -21,6 +21,7 @@ paths relative to ``root``) plus ``videos/classes.txt`` and ``images/classes.txt
 
 from __future__ import annotations
 
+import json
 import math
 from fractions import Fraction
 from pathlib import Path
@@ -32,9 +33,11 @@ __all__ = [
     "DEMO_DATA",
     "IMAGE_CLASSES",
     "VIDEO_CLASSES",
+    "ensure_synthetic_data",
     "make_synthetic_data",
     "render_image",
     "render_video",
+    "synthetic_data_matches",
     "write_image",
     "write_video",
 ]
@@ -288,3 +291,35 @@ def make_synthetic_data(
         paths[f"{kind}_classes"] = folder / "classes.txt"
         paths[f"{kind}_classes"].write_text("\n".join(names) + "\n")
     return paths
+
+
+MANIFEST = "synthetic.json"
+
+
+def synthetic_data_matches(root, **params) -> bool:
+    """Whether ``root`` holds a complete built-in set made with ``params`` (its manifest says so)."""
+    try:
+        recorded = json.loads((Path(root) / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False  # absent (interrupted, or written before manifests existed) or unreadable
+    return json.dumps(recorded, sort_keys=True) == json.dumps(params, sort_keys=True)
+
+
+def ensure_synthetic_data(root, **params) -> bool:
+    """The built-in set under ``root`` made with ``params`` (:func:`make_synthetic_data`'s keywords):
+    reused when ``root/synthetic.json`` records exactly these parameters, written (again) otherwise.
+    Returns True when it wrote the data.
+
+    The manifest is written last and atomically, so a folder from an interrupted write, from another
+    seed or size, or from a version whose demo wrote fewer videos (no manifest) is never mistaken for
+    the set asked for: reusing it would give another result with exit 0.
+    """
+    from tubevit.io.files import atomic_write_text
+
+    root = Path(root)
+    if synthetic_data_matches(root, **params):
+        return False
+    (root / MANIFEST).unlink(missing_ok=True)
+    make_synthetic_data(root, **params)
+    atomic_write_text(json.dumps(params, sort_keys=True) + "\n", root / MANIFEST)
+    return True
