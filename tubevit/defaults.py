@@ -52,6 +52,13 @@ EVAL_CROPS = 3
 VAL_CLIPS = 1
 VAL_CROPS = 1
 
+# The datasets let FFmpeg scale frames while decoding only when the source's short side is more
+# than this many times the size the clip needs (VideoDataset.decode_short_side). Below it the
+# crop-and-scale that follows on the uint8 frames does the only resize: swscale's extra pass cost
+# more than it saved (a 32x112 item from 256p: 143 -> 107-120 ms; from 340p: 224-240 -> 197-218 ms,
+# docs/BENCHMARKS.md "Decode-time scaling").
+DECODE_SCALE_ABOVE = 2.0
+
 # Largest decoded frame (width x height) accepted from a video's header, checked before the first
 # frame is allocated: DCI 8K (8192 x 4320, ~106 MB per RGB frame). A header claiming more (a
 # corrupt or hostile file, e.g. 16000 x 16000 = 768 MB per frame) makes the video unreadable

@@ -239,3 +239,27 @@ def test_videos_shorter_than_one_clip_are_flagged_and_collated(videos, train):
     # 3 frames at stride 1 span 3 source frames: "three" just fits.
     ds1 = VideoDataset([("normal.mp4", 0), ("three.mp4", 1)], root, frames=3, stride=1, size=32, train=train, **kw)
     assert [ds1[i]["short"] for i in range(2)] == [False, False]
+
+
+def test_decode_time_scaling_only_for_sources_well_above_the_needed_size(tmp_path, monkeypatch):
+    from tubevit.data.synthetic import write_video
+    from tubevit.defaults import DECODE_SCALE_ABOVE
+
+    ds = VideoDataset([("a.mp4", 0)], tmp_path, frames=4, size=32, train=True, scale=(0.25, 1.0))
+    target = 64  # 32 / sqrt(0.25): the smallest crop is never upscaled
+    assert ds.decode_short_side() == target
+    assert ds.decode_short_side(int(DECODE_SCALE_ABOVE * target)) is None  # decoded as it is
+    assert ds.decode_short_side(int(DECODE_SCALE_ABOVE * target) + 1) == target
+    ev = VideoDataset([("a.mp4", 0)], tmp_path, frames=4, size=32, train=False)
+    assert ev.decode_short_side(64) is None and ev.decode_short_side(65) == 32
+    # The item passes the source's short side: a 3x source is scaled while decoding, 1.5x is not.
+    seen = []
+    real = datasets_mod.decode_frames
+    monkeypatch.setattr(datasets_mod, "decode_frames",
+                        lambda v, idx, short_side=None: seen.append(short_side) or real(v, idx, short_side=short_side))
+    for name, side in (("big.mp4", 3 * target), ("small.mp4", 96)):
+        write_video(tmp_path / name, np.zeros((6, side, side, 3), np.uint8), fps=8)
+        item = VideoDataset([(name, 0)], tmp_path, frames=4, size=32, train=True, scale=(0.25, 1.0),
+                            randaugment=None)[0]
+        assert item["video"].shape == (1, 3, 4, 32, 32)  # [V, C, T, H, W]
+    assert seen == [target, None]

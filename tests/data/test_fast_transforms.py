@@ -141,7 +141,7 @@ def _reference_item(ds: VideoDataset, path, generator):
     seed = int(torch.randint(0, 2**62, (), generator=generator))
     idx = train_clip_indices(info.num_frames, ds.frames, 2, np.random.default_rng(seed), short=ds.short)
     wanted, inverse = np.unique(idx, return_inverse=True)
-    frames = decode_frames(path, wanted, short_side=ds.decode_short_side())
+    frames = decode_frames(path, wanted, short_side=ds.decode_short_side(min(info.height, info.width)))
     clip = to_float(frames)[:, inverse]
     box = random_resized_crop_params(*clip.shape[-2:], ds.scale, generator=generator)
     clip = resize(clip[..., box[0]:box[0] + box[2], box[1]:box[1] + box[3]], (ds.size, ds.size))

@@ -150,3 +150,7 @@ def test_plan_cpu_splits_cores_between_loader_and_step():
     assert plan_cpu(3, device_type="cpu", cores=16) == (3, 13)
     assert plan_cpu(0, device_type="cpu", cores=4) == (0, 4)
     assert plan_cpu(8, device_type="cpu", cores=4) == (8, 1)
+    # threads (TrainConfig.threads): 0 = the process's whole share of cores, n = n; workers unchanged
+    assert plan_cpu(1, device_type="cpu", cores=2, sources=2, threads=0) == (1, 2)  # the demo
+    assert plan_cpu(-1, device_type="cuda", processes_per_host=8, cores=96, threads=0) == (11, 12)
+    assert plan_cpu(-1, device_type="cpu", cores=16, threads=3) == (8, 3)

@@ -181,3 +181,34 @@ def test_mixup_disabled_returns_smoothed_labels_only():
     xm, ym = MixupCutmix(prob=0.0, label_smoothing=0.3)(x, torch.tensor([0, 1, 2, 3]), 4)
     assert torch.equal(xm, x)
     torch.testing.assert_close(ym, smooth_one_hot(torch.tensor([0, 1, 2, 3]), 4, 0.3))
+
+
+@pytest.mark.parametrize("factor", [0.1, 1.0, 1.9])
+def test_sharpness_is_the_smooth_kernel_blend(factor):
+    # The separable sums must give exactly PIL's SMOOTH kernel [[1,1,1],[1,5,1],[1,1,1]] / 13
+    # (replicate border), blended with the frame by the factor.
+    import torch.nn.functional as F
+
+    from tubevit.data.transforms import _sharpness
+
+    x = torch.rand(3, 4, 11, 14, generator=torch.Generator().manual_seed(1))
+    kernel = torch.tensor([[1.0, 1, 1], [1, 5, 1], [1, 1, 1]]) / 13
+    planes = x.reshape(-1, 1, 11, 14)
+    blurred = F.conv2d(F.pad(planes, (1, 1, 1, 1), mode="replicate"), kernel[None, None]).reshape(x.shape)
+    want = (blurred + factor * (x - blurred)).clamp(0, 1)
+    torch.testing.assert_close(_sharpness(x, factor), want, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("op", ["translate_x", "translate_y"])
+@pytest.mark.parametrize("magnitude", [0.0, 1.3, 3.7, 10.0, 30.0])
+def test_translate_shift_equals_the_affine_resampling(op, magnitude):
+    # The two-view shift must match grid_sample of the translation matrix: fractional offsets,
+    # both signs, the fill entering from the edge, and an offset past the whole frame.
+    from tubevit.data.transforms import _affine, _affine_matrix
+
+    x = torch.rand(3, 2, 13, 21, generator=torch.Generator().manual_seed(2))
+    ra = RandAugment(fill=0.5)
+    for sign in (1.0, -1.0):
+        mat = _affine_matrix(op, magnitude / 10, sign, 13, 21)
+        want = _affine(x, torch.tensor(mat), 0.5)
+        torch.testing.assert_close(ra.apply(x, op, magnitude, sign), want, atol=1e-5, rtol=0)

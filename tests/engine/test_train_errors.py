@@ -34,6 +34,7 @@ def test_a_device_name_that_is_not_a_device():
     ({"optim.lr": 1e39}, r"optim.lr = 1e\+39 is not a usable learning rate.*--lr"),
     ({"optim.lr": float("nan")}, r"optim.lr = nan is not a finite number"),
     ({"optim.weight_decay": float("inf")}, r"optim.weight_decay = inf is not a finite number.*--set optim.weight_decay"),
+    ({"threads": -2}, r"threads must be >= 1, 0 for all cores, or -1.*--threads"),
 ])
 def test_absurd_or_non_finite_values_are_refused_before_anything(sets, match):
     with pytest.raises(ValueError, match=match):

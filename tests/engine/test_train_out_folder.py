@@ -84,3 +84,22 @@ def test_auto_precision_is_resolved_saved_and_resumed(tmp_path, monkeypatch):
     # Without it, "auto" is fp32.
     monkeypatch.setattr(precision_mod, "_cpu_flags", lambda: set())
     assert tiny_trainer(tmp_path / "b", 1, joint=False, **{"eval.every": 0, "precision": "auto"}).cfg.precision == "fp32"
+
+
+def test_threads_setting_wins_over_omp_num_threads_and_does_not_block_resume(tmp_path, monkeypatch):
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    try:
+        # OMP_NUM_THREADS is kept when threads is left at -1 ...
+        torch.set_num_threads(2)
+        tiny_trainer(tmp_path / "a", 1, joint=False, **{"eval.every": 0}).fit()
+        assert torch.get_num_threads() == 2
+        # ... and a set threads wins over it; changing it later is not another experiment
+        tiny_trainer(tmp_path / "b", 1, joint=False, **{"eval.every": 0, "threads": 1}).fit()
+        assert torch.get_num_threads() == 1
+        assert tiny_trainer(tmp_path / "b", 2, joint=False, **{"eval.every": 0, "threads": 2}).step == 1
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -38,6 +38,7 @@ SHORTCUTS = {
     "batch_size": "batch_size",
     "lr": "optim.lr",
     "workers": "data.workers",
+    "threads": "threads",
     "precision": "precision",
     "out": "out",
     "seed": "seed",
@@ -99,6 +100,9 @@ def add_arguments(p) -> None:
     g.add_argument("--image-val-list")
     g.add_argument("--image-root", help="directory the image paths are relative to")
     g.add_argument("--workers", type=int, help="data-loading processes per source and rank")
+    g.add_argument("--threads", type=int,
+                   help="torch threads per process (default -1: OMP_NUM_THREADS, else the cores the workers "
+                        "leave; 0: all cores, when loading costs little)")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=float, help="passes over the (first) training set")
     g.add_argument("--steps", type=int, help="optimizer steps (wins over --epochs)")

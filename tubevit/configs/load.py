@@ -192,6 +192,7 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.ckpt_every >= 0 and cfg.eval.every >= 0, "ckpt_every and eval.every must be >= 0")
     need(cfg.data.frames >= 1 and cfg.data.size >= 1, "data.frames and data.size must be >= 1")
     need(cfg.data.workers >= -1, "data.workers must be >= 0, or -1 to choose from the machine (--workers)")
+    need(cfg.threads >= -1, "threads must be >= 1, 0 for all cores, or -1 to choose from the machine (--threads)")
     for key in ("mean", "std"):
         v = getattr(cfg.data, key)
         need(not v or (len(v) == cfg.model.in_chans and all(isinstance(x, (int, float)) for x in v)),

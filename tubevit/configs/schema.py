@@ -205,6 +205,10 @@ class TrainConfig:
     ckpt_every: int = 100
     # cpu | cuda | cuda:N | auto.
     device: str = "auto"
+    # Torch intra-op threads per process: -1 = OMP_NUM_THREADS when set, else the cores the loader
+    # workers leave (tubevit.data.loader.plan_cpu); 0 = all of the process's cores, for a loader
+    # that costs little (the demo); n = n. Set (>= 0), it wins over OMP_NUM_THREADS.
+    threads: int = -1
     # Shard parameters, gradients and optimizer state with FSDP2 instead of replicating them with
     # DDP (large/huge presets; CPU gloo too); checkpoints are then sharded folders (last.dcp).
     fsdp: bool = False

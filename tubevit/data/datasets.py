@@ -64,7 +64,7 @@ from tubevit.data.transforms import (
     spatial_crops,
     to_planes,
 )
-from tubevit.defaults import IMAGE_EXTENSIONS, MAX_FRAME_PIXELS
+from tubevit.defaults import DECODE_SCALE_ABOVE, IMAGE_EXTENSIONS, MAX_FRAME_PIXELS
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageDataset", "VideoDataset", "read_annotations", "read_classes"]
 
@@ -427,13 +427,17 @@ class VideoDataset(_Base):
     def views(self) -> int:
         return 1 if self.train else self.clips * self.crops
 
-    def decode_short_side(self) -> int:
-        """Decode-time resize target. Evaluation resizes the short side to ``size`` anyway; in
-        training the smallest random crop spans ``sqrt(scale[0])`` of the short side, so decoding
-        at ``size / sqrt(scale[0])`` avoids upscaling any crop while skipping the full 720p+ frame."""
-        if not self.train:
-            return self.size
-        return int(math.ceil(self.size / math.sqrt(self.scale[0])))
+    def decode_short_side(self, source_short: int | None = None) -> int | None:
+        """Decode-time resize target, or None to decode at the source size. Evaluation resizes
+        the short side to ``size`` anyway; in training the smallest random crop spans
+        ``sqrt(scale[0])`` of the short side, so decoding at ``size / sqrt(scale[0])`` avoids
+        upscaling any crop while skipping the full 720p+ frame. Given the source's short side,
+        a source at most :data:`~tubevit.defaults.DECODE_SCALE_ABOVE` times that target is
+        decoded as it is: the uint8 crop-and-scale that follows is then the only resize."""
+        target = self.size if not self.train else int(math.ceil(self.size / math.sqrt(self.scale[0])))
+        if source_short is not None and source_short <= DECODE_SCALE_ABOVE * target:
+            return None
+        return target
 
     def _load(self, path: Path, generator):
         # One open for the header and the frames (a second open costs a second header parse and
@@ -453,7 +457,8 @@ class VideoDataset(_Base):
                 idx = eval_clip_indices(info.num_frames, self.frames, stride, self.clips, short=self.short)
             # One decode for every frame of every clip: [clips, frames] -> unique sorted indices.
             wanted, inverse = np.unique(idx, return_inverse=True)
-            frames = decode_frames(video, wanted, short_side=self.decode_short_side())  # uint8 [U, H, W, 3]
+            short_side = self.decode_short_side(min(info.height, info.width))
+            frames = decode_frames(video, wanted, short_side=short_side)  # uint8 [U, H, W, 3]
         inverse = inverse.reshape(idx.shape)
         if self.train:
             data, view, *pending = self._train_view(frames, inverse[0], generator)

