@@ -252,6 +252,7 @@ def test_decode_time_scaling_only_for_sources_well_above_the_needed_size(tmp_pat
     assert ds.decode_short_side(int(DECODE_SCALE_ABOVE * target) + 1) == target
     ev = VideoDataset([("a.mp4", 0)], tmp_path, frames=4, size=32, train=False)
     assert ev.decode_short_side(64) is None and ev.decode_short_side(65) == 32
+    assert ds.decode_short_side(0) == target  # a header without dimensions: scaled as before
     # The item passes the source's short side: a 3x source is scaled while decoding, 1.5x is not.
     seen = []
     real = datasets_mod.decode_frames

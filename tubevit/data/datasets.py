@@ -435,7 +435,8 @@ class VideoDataset(_Base):
         a source at most :data:`~tubevit.defaults.DECODE_SCALE_ABOVE` times that target is
         decoded as it is: the uint8 crop-and-scale that follows is then the only resize."""
         target = self.size if not self.train else int(math.ceil(self.size / math.sqrt(self.scale[0])))
-        if source_short is not None and source_short <= DECODE_SCALE_ABOVE * target:
+        # 0: a header without frame dimensions: scale as before rather than hold unknown-size frames
+        if source_short and source_short <= DECODE_SCALE_ABOVE * target:
             return None
         return target
 

@@ -51,7 +51,7 @@ def plan_cpu(workers: int, *, device_type: str, processes_per_host: int = 1, sou
     oversubscribe. An explicit ``workers`` is kept as given. ``threads`` (``TrainConfig.threads``)
     overrides the torch side: 0 = every core of the process's share, even those the workers hold
     (right when the loader costs little: the built-in 64 px data, where the demo's workers are
-    mostly idle and two threads train 1.3x faster than one), ``n > 0`` = n."""
+    mostly idle and two threads train 1.4x faster than one), ``n > 0`` = n."""
     cores = cores if cores is not None else usable_cores()
     per_proc = max(1, cores // max(1, processes_per_host))
     if workers < 0:

@@ -254,7 +254,7 @@ def _shift(x: torch.Tensor, d: float, dim: int, fill: float) -> torch.Tensor:
     """``out[j] = x(j + d)`` along ``dim`` with linear interpolation, ``fill`` outside: exactly
     what :func:`_affine` computes for a translation matrix (grid_sample's bilinear taps of the
     source position ``j + d``), as two shifted views and one lerp instead of a 2D resampling
-    (3x less CPU on a 64x224x224 clip)."""
+    (about 1.7x less CPU on a 64x224x224 clip, docs/BENCHMARKS.md "RandAugment ops")."""
     n = x.shape[dim]
     k = math.floor(d)
     if abs(k) > n:  # every tap lands outside the frame
@@ -299,7 +299,7 @@ def _autocontrast(x: torch.Tensor) -> torch.Tensor:
 def _sharpness(x: torch.Tensor, factor: float) -> torch.Tensor:
     # PIL's SMOOTH kernel [[1, 1, 1], [1, 5, 1], [1, 1, 1]] / 13 = (3x3 box sum + 4 x centre) / 13,
     # the box as two 3-tap sums over shifted views of the replicate-padded planes: the same
-    # values as conv2d with that kernel, 5x less CPU on a 64x224x224 clip (a one-channel conv2d
+    # values as conv2d with that kernel, about 3x less CPU on a 64x224x224 clip (a one-channel conv2d
     # over 192 planes does not vectorise).
     h, w = x.shape[-2:]
     planes = x.reshape(-1, 1, h, w)
