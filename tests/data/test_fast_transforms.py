@@ -197,3 +197,22 @@ def test_train_item_frames_share_one_transform(tmp_path):
         v = ds.get(0, torch.Generator().manual_seed(op))["video"][0]
         for t in range(1, v.shape[1]):
             assert (v[:, t] - v[:, 0]).abs().max() < 0.05, RandAugment.OPS[op]
+
+
+@pytest.mark.parametrize("op", RandAugment.OPS)
+def test_uint8_op_a_few_frames_at_a_time_equals_the_whole_clip(op, monkeypatch):
+    """The uint8 path runs colour, sharpness and geometry a few frames at a time (cache-sized
+    chunks); the result must be the whole-clip result exactly, also when the frame count is not a
+    multiple of the chunk (5 frames, chunks of 2). An op needing clip-wide statistics routed
+    through the chunks would differ here."""
+    from tubevit.data import transforms
+
+    ra = RandAugment()
+    x = _u8_clip(t=5)
+    whole = transforms._through_float(x, lambda f: ra.apply(f, op, 10, -1.0))
+    monkeypatch.setattr(transforms, "_CHUNK_VALUES", 2 * 3 * 40 * 56)  # 2 frames per chunk
+    got = ra.apply(x, op, 10, -1.0)
+    if op in ("color", "sharpness", "rotate", "shear_x", "shear_y", "translate_x", "translate_y"):
+        assert torch.equal(got, whole), op
+    else:  # the pointwise ops are tables over the whole clip: within one rounding level
+        assert (got.int() - whole.int()).abs().max() <= 1, op

@@ -11,7 +11,9 @@ datasets run: the random window is cut from the decoded ``uint8`` frames before 
 scaled once per clip straight to the output size (:func:`crop_resize`, PyTorch's SIMD uint8
 antialiased bilinear kernel with frames as the batch), flipped and RandAugment-ed on ``uint8``
 (the pointwise ops are one 256-entry table per channel, computed from clip statistics, so they
-cost one table look-up per byte), and only then converted to normalised float
+cost one table look-up per byte; the geometric ops are one gather of the bytes through an index
+map shared by all frames; colour and sharpness go through float a few frames at a time), and only
+then converted to normalised float
 (:func:`normalize_uint8`). Each uint8 op equals its float reference on the same (uint8-valued)
 input up to the final rounding to 8 bits (tests/data/test_transforms.py); the crop box and op
 parameters are drawn from the generator in the same order as the float path, so a seed gives
@@ -241,30 +243,40 @@ def _blend(a: torch.Tensor, b: torch.Tensor, factor: float) -> torch.Tensor:
     return (b + factor * (a - b)).clamp_(0, 1)
 
 
-def _affine(x: torch.Tensor, matrix: torch.Tensor, fill: float = 0.5) -> torch.Tensor:
-    """Apply a 2x3 matrix in normalised coordinates to every plane; fill the uncovered area."""
+def _nearest_source(h: int, w: int, matrix: torch.Tensor, device) -> torch.Tensor:
+    """Flat source index ``y * w + x`` of each output pixel of an ``h x w`` frame under a 2x3
+    ``affine_grid`` matrix (output -> input, normalised coordinates), nearest neighbour, -1 where
+    the source falls outside the frame. The index is what ``grid_sample(mode="nearest")`` picks:
+    it is computed by sampling an image of the indices themselves, so ties round as there."""
+    dtype = torch.float32 if h * w < 2**24 else torch.float64  # every index exact in the float
+    ids = torch.arange(1, h * w + 1, dtype=dtype, device=device).view(1, 1, h, w)
+    grid = F.affine_grid(matrix.to(device, dtype).unsqueeze(0), [1, 1, h, w], align_corners=False)
+    picked = F.grid_sample(ids, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+    return picked.view(-1).long() - 1  # the zero padding becomes -1
+
+
+def _affine(x: torch.Tensor, matrix: torch.Tensor, fill) -> torch.Tensor:
+    """Apply a 2x3 matrix to every plane of ``x`` (float or uint8), nearest neighbour, ``fill``
+    where the source lies outside the frame.
+
+    Nearest neighbour is what the reference RandAugment implementations resample geometric ops
+    with (the TensorFlow AutoAugment/RandAugment code of the big_vision lineage, torchvision's
+    default): every output pixel is a copy of an input pixel, so the op is one gather with an index
+    map computed once per clip and shared by all frames and channels, on uint8 directly (~15 ms on
+    a 64x224x224 clip against ~100 ms for a bilinear ``grid_sample`` on float; docs/BENCHMARKS.md,
+    "RandAugment ops")."""
     h, w = x.shape[-2:]
-    planes = x.reshape(1, -1, h, w) - fill  # zero padding then shifts to `fill`
-    grid = F.affine_grid(matrix.unsqueeze(0), list(planes.shape), align_corners=False)
-    out = F.grid_sample(planes, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return (out + fill).reshape(x.shape)
-
-
-def _shift(x: torch.Tensor, d: float, dim: int, fill: float) -> torch.Tensor:
-    """``out[j] = x(j + d)`` along ``dim`` with linear interpolation, ``fill`` outside: exactly
-    what :func:`_affine` computes for a translation matrix (grid_sample's bilinear taps of the
-    source position ``j + d``), as two shifted views and one lerp instead of a 2D resampling
-    (about 1.7x less CPU on a 64x224x224 clip, docs/BENCHMARKS.md "RandAugment ops")."""
-    n = x.shape[dim]
-    k = math.floor(d)
-    if abs(k) > n:  # every tap lands outside the frame
-        return torch.full_like(x, fill)
-    pad_shape = list(x.shape)
-    pad_shape[dim] = abs(k) + 1
-    pad = torch.full(pad_shape, fill, dtype=x.dtype, device=x.device)
-    padded = torch.cat([pad, x, pad], dim)  # x[i] sits at padded[i + abs(k) + 1]
-    start = k + abs(k) + 1
-    return torch.lerp(padded.narrow(dim, start, n), padded.narrow(dim, start + 1, n), d - k)
+    idx = _nearest_source(h, w, matrix, x.device)
+    outside = idx < 0
+    planes = x.reshape(-1, h * w)
+    if x.device.type == "cpu" and x.dtype == torch.uint8:
+        # NumPy's take on bytes: ~6x torch's index_select on uint8 (which widens per element)
+        idx_np = idx.clamp(min=0).numpy()
+        out = torch.from_numpy(np.take(planes.numpy(), idx_np, axis=1))
+    else:
+        out = planes.index_select(1, idx.clamp(min=0))
+    out[:, outside] = fill
+    return out.reshape(x.shape)
 
 
 def _equalize(x: torch.Tensor) -> torch.Tensor:
@@ -395,12 +407,7 @@ class RandAugment:
             return _sharpness(x, factor)
         if op not in GEOMETRIC_OPS:
             raise ValueError(f"unknown RandAugment op {op!r}")
-        mat = _affine_matrix(op, m, sign, *x.shape[-2:])
-        if op.startswith("translate"):  # a pure shift: the same bilinear taps along one axis
-            dim = -1 if op == "translate_x" else -2
-            offset = mat[0][2] if op == "translate_x" else mat[1][2]
-            return _shift(x, offset * x.shape[dim] / 2, dim, self.fill)
-        return _affine(x, torch.tensor(mat, dtype=x.dtype), self.fill)
+        return _affine(x, _affine_matrix(op, m, sign, *x.shape[-2:]), self.fill)
 
 
 GEOMETRIC_OPS = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
@@ -408,7 +415,11 @@ GEOMETRIC_OPS = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
 
 def _affine_matrix(op: str, m: float, sign: float, h: int, w: int) -> list[list[float]]:
     """The 2x3 matrix of a geometric RandAugment op at ``m = magnitude / 10``, mapping output to
-    input in ``affine_grid``'s normalised coordinates."""
+    input in ``affine_grid``'s normalised coordinates (float32, as :func:`_affine` samples)."""
+    return torch.tensor(_affine_rows(op, m, sign, h, w), dtype=torch.float32)
+
+
+def _affine_rows(op: str, m: float, sign: float, h: int, w: int) -> list[list[float]]:
     if op == "rotate":
         # affine_grid works in normalised coords; correct for non-square frames
         theta = math.radians(30.0 * m * sign)
@@ -462,6 +473,28 @@ def _through_float(x: torch.Tensor, fn) -> torch.Tensor:
     return y.mul_(255.0).round_().clamp_(0, 255).to(torch.uint8)
 
 
+# Values per float chunk of a clip: ~2 MB of float32, so the ~10 passes of a colour or sharpness
+# op stay in the CPU's cache instead of streaming the whole clip (38 MB of float at 64x224x224)
+# through memory each pass: 4-6x less CPU on a 64x224x224 clip (docs/BENCHMARKS.md,
+# "RandAugment ops").
+_CHUNK_VALUES = 1 << 19
+
+
+def _frames_through_float(x: torch.Tensor, fn) -> torch.Tensor:
+    """:func:`_through_float` a few frames at a time, for ops that act on each frame alone
+    (colour, sharpness: no clip-wide statistics), so the result is the same."""
+    if x.dim() != 4 or x.device.type != "cpu":  # an image, or an accelerator: one pass
+        return _through_float(x, fn)
+    c, t, h, w = x.shape
+    step = max(1, _CHUNK_VALUES // (c * h * w))
+    if step >= t:
+        return _through_float(x, fn)
+    out = torch.empty_like(x)
+    for t0 in range(0, t, step):
+        out[:, t0 : t0 + step] = _through_float(x[:, t0 : t0 + step], fn)
+    return out
+
+
 def _apply_uint8(ra: "RandAugment", x: torch.Tensor, op: str, magnitude: float, sign: float) -> torch.Tensor:
     m = magnitude / 10.0
     v = _LEVELS / 255  # each level as the float path sees it
@@ -504,7 +537,10 @@ def _apply_uint8(ra: "RandAugment", x: torch.Tensor, op: str, magnitude: float, 
             before = torch.cumsum(hist, 0).double() - hist
             tables.append(torch.floor((before + step / 2) / step).clamp_(0, 255).to(torch.uint8))
         return _lookup(x, torch.stack(tables))
-    return _through_float(x, lambda f: ra.apply(f, op, magnitude, sign))
+    if op in GEOMETRIC_OPS:  # a gather on the bytes: no float at all
+        return _affine(x, _affine_matrix(op, m, sign, *x.shape[-2:]), int(round(ra.fill * 255)))
+    # colour and sharpness: per pixel or per frame, never clip-wide
+    return _frames_through_float(x, lambda f: ra.apply(f, op, magnitude, sign))
 
 
 # ---------------------------------------------------------------------------------------------
