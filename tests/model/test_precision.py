@@ -144,3 +144,24 @@ def test_gpu_bf16_parity_flash_and_no_host_sync():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     torch.cuda.synchronize()
+
+
+def test_emulated_bf16_on_cpu_is_warned_once_where_it_is_chosen(monkeypatch, capsys):
+    """bf16 asked for on a CPU without bf16 instructions runs ~10x slower than fp32: a one-line
+    warning that names the fix, from the helper, and printed by inference sessions; none where
+    the CPU has the instructions, for fp32, or for auto (which picks fp32 there)."""
+    import tubevit.model.precision as precision
+    from tubevit.evaluate.session import InferenceSession
+
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    msg = precision.emulation_warning("bf16", "cpu")
+    assert msg.startswith("warning:") and "--precision auto" in msg and "\n" not in msg
+    assert precision.emulation_warning("fp32", "cpu") is None
+    assert precision.emulation_warning(precision.resolve_precision("auto", "cpu"), "cpu") is None
+    model = tubevit.create_model("tubevit_tiny", num_classes=3, depth=1)
+    InferenceSession(model, device="cpu", precision="bf16")
+    assert msg in capsys.readouterr().err
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    assert precision.emulation_warning("bf16", "cpu") is None
+    InferenceSession(model, device="cpu", precision="bf16")
+    assert "emulated" not in capsys.readouterr().err

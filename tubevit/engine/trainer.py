@@ -51,7 +51,7 @@ from tubevit.io.schema import Preprocessing, meta_from_checkpoint
 from tubevit.model.config import ModelConfig
 from tubevit.model.tubes import check_fits, get_tube_set, resolve_model_tubes
 from tubevit.model.tubevit import TubeViT
-from tubevit.model.precision import cast_for_inference, compute_dtype, resolve_precision
+from tubevit.model.precision import cast_for_inference, compute_dtype, emulation_warning, resolve_precision
 
 __all__ = ["DiskFull", "NonFiniteLoss", "Source", "Trainer", "UnreadableData", "build_model", "build_sources", "train"]
 
@@ -364,6 +364,8 @@ class Trainer:
         # "auto" becomes what this device computes natively; the resolved name is what the run
         # uses, saves in config.yaml and checkpoints, and reports.
         cfg.precision = resolve_precision(cfg.precision, self.info.device)
+        if (slow := emulation_warning(cfg.precision, self.info.device)) and self.info.is_main:
+            print(slow, file=sys.stderr, flush=True)
         if cfg.precision == "fp16" and self.info.device.type == "cpu":
             raise ValueError("fp16 needs a GPU (loss scaling on CPU fp16 is slow and unsupported here); "
                              "use --precision bf16 on CPU")

@@ -9,6 +9,7 @@ Clip settings, most specific first: what the caller passes, the model file's ``p
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from tubevit.devices import resolve_device
 from tubevit.defaults import MAX_FRAME_PIXELS
 from tubevit.evaluate.evaluator import autocast_context
 from tubevit.evaluate.loading import LoadedModel, load_model
-from tubevit.model.precision import cast_for_inference, resolve_precision
+from tubevit.model.precision import cast_for_inference, emulation_warning, resolve_precision
 
 __all__ = ["ClipSettings", "InferenceSession"]
 
@@ -46,6 +47,8 @@ class InferenceSession:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)  # "auto" -> what the device runs natively
         precision = self.precision
+        if slow := emulation_warning(precision, self.device):
+            print(slow, file=sys.stderr, flush=True)
         if isinstance(source, torch.nn.Module):
             from tubevit.io import Preprocessing
 

@@ -29,7 +29,7 @@ import torch.nn as nn
 
 from tubevit.defaults import PRECISION_CHOICES, PRECISIONS
 
-__all__ = ["PRECISIONS", "autocast", "cast_for_inference", "compute_dtype", "grad_scaler", "native_bf16",
+__all__ = ["PRECISIONS", "autocast", "cast_for_inference", "compute_dtype", "emulation_warning", "grad_scaler", "native_bf16",
            "resolve_precision"]
 
 # CPU feature flags (Linux /proc/cpuinfo names) with bf16 dot-product instructions: without one
@@ -72,6 +72,16 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     if precision != "auto":
         return precision
     return "bf16" if native_bf16(device) else "fp32"
+
+
+def emulation_warning(precision: str, device: torch.device | str) -> str | None:
+    """A one-line warning when ``bf16`` was asked for on a CPU that has no bf16 instructions:
+    oneDNN then emulates it, and a tubevit_tiny training step measured 10x slower than fp32 (5.6
+    against 0.55 s per batch of 4 at 32x112, a Zen 3 EPYC; docs/BENCHMARKS.md, "Pipeline")."""
+    if precision != "bf16" or torch.device(device).type != "cpu" or native_bf16(device):
+        return None
+    return ("warning: precision bf16 on a CPU without bf16 instructions (no avx512_bf16 or amx_bf16) is "
+            "emulated, about 10x slower than fp32 here; use --precision auto (fp32 on this CPU) or fp32")
 
 
 def compute_dtype(precision: str) -> torch.dtype:
