@@ -40,3 +40,20 @@ def test_demo_writes_data_trains_the_paper_model_jointly_and_evaluates(tmp_path,
     assert main(["demo", "--out", str(out), "--steps", "1", "--clips", "1", "--precision", "fp32"]) == 0
     assert "already in" in capsys.readouterr().err
     assert (out / "data" / "videos" / "train.txt").stat().st_mtime_ns == stamp
+
+
+def test_demo_says_when_auto_falls_back_to_fp32_on_cpu(monkeypatch):
+    """Without bf16 instructions the demo's measured budget does not hold: it says so before it
+    trains, and only then (bf16 found, an explicit precision, or a GPU: no note)."""
+    import tubevit.model.precision as precision
+    from tubevit.cli import demo
+    from tubevit.configs.load import load_config
+
+    cfg = load_config(overrides={"precision": "auto", "device": "cpu"}, recipe="demo")
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    note = demo._precision_note(cfg)
+    assert "fp32" in note and "no bf16 instructions" in note and demo.FP32_MINUTES in note
+    monkeypatch.setattr(precision, "native_bf16", lambda device: True)
+    assert demo._precision_note(cfg) == ""
+    monkeypatch.setattr(precision, "native_bf16", lambda device: False)
+    assert demo._precision_note(load_config(overrides={"precision": "fp32", "device": "cpu"}, recipe="demo")) == ""

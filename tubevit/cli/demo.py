@@ -33,6 +33,9 @@ HELP = "generate the built-in data, train tubevit_tiny jointly on its images and
 # The demo's settings are the `demo` recipe (tubevit/configs/recipes/demo.yaml); the command only
 # adds the paths of the data it writes, the run length and the validation schedule.
 RECIPE = "demo"
+# The demo's training time measured in fp32 on a CPU without bf16 instructions (docs/TRAINING.md,
+# "The demo": 1.14 s per step on a 2-core Zen 3 EPYC against ~0.74 with bf16 on the Zen 5).
+FP32_MINUTES = "about 15 minutes"
 
 
 def add_arguments(p) -> None:
@@ -54,6 +57,24 @@ def add_arguments(p) -> None:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                    help="override any training config key (see tubevit train)")
     p.add_argument("--json", action="store_true", help="print the result as one JSON object")
+
+
+def _precision_note(cfg) -> str:
+    """Say up front when ``auto`` falls back to fp32 on a CPU: the demo's time budget was measured
+    with bf16 instructions, and without them the same steps take several times longer."""
+    from tubevit.devices import resolve_device
+    from tubevit.model.precision import resolve_precision
+
+    if cfg.precision != "auto":
+        return ""
+    try:
+        device = resolve_device(cfg.device, "device")
+    except ValueError:  # the trainer reports a bad device with its own message
+        return ""
+    if device.type != "cpu" or resolve_precision("auto", device) != "fp32":
+        return ""
+    return (" in fp32: this CPU has no bf16 instructions, so training takes longer than the ~9 minutes"
+            f" measured with them ({FP32_MINUTES} on a 2-core Zen 3 EPYC; docs/TRAINING.md, \"The demo\")")
 
 
 def run(args) -> int:
@@ -81,7 +102,8 @@ def run(args) -> int:
         "data.image.root": str(data),
     }
     cfg = load_config(overrides=overrides, sets=args.sets, recipe=RECIPE)
-    say(f"[2/3] training {cfg.preset} jointly on videos and images for {cfg.steps} steps -> {cfg.out}")
+    say(f"[2/3] training {cfg.preset} jointly on videos and images for {cfg.steps} steps -> {cfg.out}"
+        + _precision_note(cfg))
     result = train(cfg, resume=None)
     t_train = time.perf_counter() - t0 - t_data
     if result["interrupted"]:  # Ctrl-C / SIGTERM: stop here, do not go on to the evaluation
