@@ -413,7 +413,7 @@ class RandAugment:
 GEOMETRIC_OPS = ("rotate", "shear_x", "shear_y", "translate_x", "translate_y")
 
 
-def _affine_matrix(op: str, m: float, sign: float, h: int, w: int) -> list[list[float]]:
+def _affine_matrix(op: str, m: float, sign: float, h: int, w: int) -> torch.Tensor:
     """The 2x3 matrix of a geometric RandAugment op at ``m = magnitude / 10``, mapping output to
     input in ``affine_grid``'s normalised coordinates (float32, as :func:`_affine` samples)."""
     return torch.tensor(_affine_rows(op, m, sign, h, w), dtype=torch.float32)
