@@ -109,5 +109,12 @@ if __name__ == "__main__":  # python -m tests.helpers.train OUT STEPS [key=value
           flush=True)
     from tubevit.engine.distributed import teardown
 
+    if trainer.info.enabled:
+        # Every rank has printed its RESULT before any exits: torchrun tears the others down as soon
+        # as one rank exits non-zero (143 after a signal), which under load could cut a slower
+        # rank off before its line was written (a flaky signal test, seen in session 9).
+        import torch.distributed as dist
+
+        dist.barrier()
     teardown(trainer.info)
     sys.exit(0 if not result["interrupted"] else 143)
