@@ -33,9 +33,13 @@ HELP = "generate the built-in data, train tubevit_tiny jointly on its images and
 # The demo's settings are the `demo` recipe (tubevit/configs/recipes/demo.yaml); the command only
 # adds the paths of the data it writes, the run length and the validation schedule.
 RECIPE = "demo"
-# The demo's training time measured in fp32 on a CPU without bf16 instructions (docs/TRAINING.md,
-# "The demo": 1.14 s per step on a 2-core Zen 3 EPYC against ~0.74 with bf16 on the Zen 5).
-FP32_MINUTES = "about 15 minutes"
+# Seconds per demo training step, measured alone on 2 cores (docs/TRAINING.md, "The demo"): with
+# bf16 on the Zen 5 EPYC (640 steps in 474 s) and in fp32 on a Zen 3 EPYC without bf16
+# instructions (60 and 160 steps in 88.3 and 201.9 s).
+BF16_S_PER_STEP = 0.74
+FP32_S_PER_STEP = 1.14
+# The default 720 steps in fp32 there, with the 3 in-loop validations: an estimate from those runs.
+FP32_MINUTES = "about 15 minutes, estimated"
 
 
 def add_arguments(p) -> None:
@@ -73,8 +77,11 @@ def _precision_note(cfg) -> str:
         return ""
     if device.type != "cpu" or resolve_precision("auto", device) != "fp32":
         return ""
-    return (" in fp32: this CPU has no bf16 instructions, so training takes longer than the ~9 minutes"
-            f" measured with them ({FP32_MINUTES} on a 2-core Zen 3 EPYC; docs/TRAINING.md, \"The demo\")")
+    # The estimate follows the run's own length (--steps), not the default's.
+    minutes = cfg.steps * FP32_S_PER_STEP / 60
+    return (f" in fp32: this CPU has no bf16 instructions, so a step takes longer than the {BF16_S_PER_STEP} s"
+            f" measured with them ({FP32_S_PER_STEP} s on a 2-core Zen 3 EPYC: ~{minutes:.0f} min for"
+            f" {cfg.steps} steps; the default 720: {FP32_MINUTES}; docs/TRAINING.md, \"The demo\")")
 
 
 def run(args) -> int:

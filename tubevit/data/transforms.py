@@ -262,9 +262,9 @@ def _affine(x: torch.Tensor, matrix: torch.Tensor, fill) -> torch.Tensor:
     Nearest neighbour is what the reference RandAugment implementations resample geometric ops
     with (the TensorFlow AutoAugment/RandAugment code of the big_vision lineage, torchvision's
     default): every output pixel is a copy of an input pixel, so the op is one gather with an index
-    map computed once per clip and shared by all frames and channels, on uint8 directly (~15 ms on
-    a 64x224x224 clip against ~100 ms for a bilinear ``grid_sample`` on float; docs/BENCHMARKS.md,
-    "RandAugment ops")."""
+    map computed once per clip and shared by all frames and channels, on uint8 directly (20-36 ms
+    per op on a 64x224x224 clip against 168-327 ms through a bilinear ``grid_sample`` on float;
+    docs/BENCHMARKS.md, "RandAugment ops")."""
     h, w = x.shape[-2:]
     idx = _nearest_source(h, w, matrix, x.device)
     outside = idx < 0
@@ -480,8 +480,8 @@ def _through_float(x: torch.Tensor, fn) -> torch.Tensor:
 
 # Values per float chunk of a clip: ~2 MB of float32, so the ~10 passes of a colour or sharpness
 # op stay in the CPU's cache instead of streaming the whole clip (38 MB of float at 64x224x224)
-# through memory each pass: 4-6x less CPU on a 64x224x224 clip (docs/BENCHMARKS.md,
-# "RandAugment ops").
+# through memory each pass: 4-7x less CPU on a 64x224x224 clip (colour 227 -> 53 ms, sharpness
+# 473 -> 72 ms; docs/BENCHMARKS.md, "RandAugment ops").
 _CHUNK_VALUES = 1 << 19
 
 
