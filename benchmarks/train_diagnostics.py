@@ -61,16 +61,20 @@ def bars_video(cls: int, rng: np.random.Generator, frames: int, size: int) -> np
     return out
 
 
-def make_clips(kind: str, n_per_class: int, classes: int, frames: int, size: int, seed: int):
-    """``[N, 3, frames, S, S]`` float clips (normalised) and labels, rendered in memory."""
+def make_clips(kind: str, n_per_class: int, classes, frames: int, size: int, seed: int):
+    """``[N, 3, frames, S, S]`` float clips (normalised) and labels, rendered in memory.
+
+    ``classes``: a count (classes 0..K-1) or a list of class ids of the generator (labels are
+    their positions in the list, e.g. ``[6, 7]``: the rotation pair alone as classes 0 / 1)."""
     rng = np.random.default_rng(seed)
+    ids = list(range(classes)) if isinstance(classes, int) else list(classes)
     xs, ys = [], []
-    for c in range(classes):
+    for label, c in enumerate(ids):
         for _ in range(n_per_class):
             v = render_video(c, _video_params(rng, c, size), frames, size) if kind == "shapes" \
                 else bars_video(c, rng, frames, size)
             xs.append(torch.from_numpy(v).permute(3, 0, 1, 2).float() / 255)
-            ys.append(c)
+            ys.append(label)
     return torch.stack(xs), torch.tensor(ys)
 
 
@@ -79,10 +83,14 @@ def norm_batch(x: torch.Tensor) -> torch.Tensor:
     return normalize(x.transpose(0, 1)).transpose(0, 1)
 
 
+def class_ids(args) -> list[int]:
+    return args.class_ids or list(range(args.classes))
+
+
 def build(args):
     tubes = scaled_tube_set(args.tubes, args.tube_scale if args.tube_scale == "auto" else float(args.tube_scale),
                             args.size)
-    model = create_model(args.model, num_classes=args.classes, tubes=tubes, tokenizer="s2d",
+    model = create_model(args.model, num_classes=len(class_ids(args)), tubes=tubes, tokenizer="s2d",
                          **({"depth": args.depth} if args.depth else {}))
     if args.head_init == "xavier":  # what the model-wide init used to leave in the head
         for h in model.heads.values():
@@ -90,11 +98,12 @@ def build(args):
     return model
 
 
-def batch_of(x, y, idx, frames, gen, ra, flip):
+def batch_of(x, y, idx, frames, gen, ra, flip, stride=1):
     clips = []
+    span = (frames - 1) * stride + 1
     for i in idx.tolist():
-        t0 = int(torch.randint(0, x.shape[2] - frames + 1, (1,), generator=gen))
-        c = x[i, :, t0:t0 + frames]
+        t0 = int(torch.randint(0, x.shape[2] - span + 1, (1,), generator=gen))
+        c = x[i, :, t0:t0 + span:stride]
         if ra is not None:
             c = ra(c, gen)
         if flip and float(torch.rand((), generator=gen)) < 0.5:
@@ -106,7 +115,7 @@ def batch_of(x, y, idx, frames, gen, ra, flip):
 def stats(args):
     torch.manual_seed(args.seed)
     model = build(args)
-    x, y = make_clips(args.data, 2, args.classes, args.frames, args.size, args.seed)
+    x, y = make_clips(args.data, 2, class_ids(args), args.frames, args.size, args.seed)
     xb = norm_batch(x)
     acts = []
     hooks = [b.register_forward_hook(lambda m, i, o: acts.append(o.detach())) for b in model.blocks]
@@ -119,7 +128,7 @@ def stats(args):
     tok = model.tokenizer.tokenize(xb, False)
     pos = model.position_embedding(xb, tok.dtype)
     rep = {
-        "tokens": emb.shape[1], "loss_init": round(loss.item(), 4), "ln_K": round(math.log(args.classes), 4),
+        "tokens": emb.shape[1], "loss_init": round(loss.item(), 4), "ln_K": round(math.log(len(class_ids(args))), 4),
         "logit_std": round(logits.std().item(), 4),
         "token_rms": round(tok.pow(2).mean().sqrt().item(), 4), "pos_rms": round(pos.pow(2).mean().sqrt().item(), 4),
         "block_out_rms": [round(a.pow(2).mean().sqrt().item(), 3) for a in acts],
@@ -135,12 +144,15 @@ def curve(args):
     torch.manual_seed(args.seed)
     model = build(args)
     n_train = args.per_class
-    x, y = make_clips(args.data, n_train, args.classes, args.video_frames, args.size, args.seed)
-    xv, yv = make_clips(args.data, 6, args.classes, args.frames, args.size, args.seed + 999)
+    x, y = make_clips(args.data, n_train, class_ids(args), args.video_frames, args.size, args.seed)
+    xv, yv = make_clips(args.data, args.val_per_class, class_ids(args), (args.frames - 1) * args.stride + 1,
+                        args.size, args.seed + 999)
+    xv = xv[:, :, ::args.stride]
     params_decay = [p for n, p in model.named_parameters() if p.ndim > 1 and n != "pool.probe"]
     params_nd = [p for n, p in model.named_parameters() if not (p.ndim > 1 and n != "pool.probe")]
     opt = torch.optim.AdamW([{"params": params_decay, "weight_decay": args.wd},
-                             {"params": params_nd, "weight_decay": 0.0}], lr=args.lr)
+                             {"params": params_nd, "weight_decay": 0.0}], lr=args.lr,
+                            betas=(0.9, args.beta2))
     warm = args.warmup if args.warmup >= 0 else int(round(0.05 * args.steps))
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, args.steps, warm))
     gen = torch.Generator().manual_seed(args.seed)
@@ -148,17 +160,19 @@ def curve(args):
     log, t0, run = [], time.perf_counter(), []
     for step in range(args.steps):
         idx = torch.randint(0, len(y), (args.batch,), generator=gen)
-        xb, yb = batch_of(x, y, idx, args.frames, gen, ra, args.hflip)
-        loss = F.cross_entropy(model(xb), yb)
+        xb, yb = batch_of(x, y, idx, args.frames, gen, ra, args.hflip, args.stride)
+        logits = model(xb)
+        loss = F.cross_entropy(logits, yb)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
-        run.append((loss.item(), gn.item()))
+        run.append((loss.item(), gn.item(), (logits.argmax(-1) == yb).float().mean().item()))
         if (step + 1) % args.every == 0:
             log.append({"step": step + 1, "loss": round(float(np.mean([r[0] for r in run])), 3),
-                        "grad_norm": round(float(np.mean([r[1] for r in run])), 3)})
+                        "grad_norm": round(float(np.mean([r[1] for r in run])), 3),
+                        "train_top1": round(float(np.mean([r[2] for r in run])), 3)})
             run = []
     model.eval()
     with torch.no_grad():
@@ -181,18 +195,23 @@ def main():
         q.add_argument("--size", type=int, default=64)
         q.add_argument("--frames", type=int, default=32)
         q.add_argument("--video-frames", type=int, default=48)
+        q.add_argument("--stride", type=int, default=1, help="frame stride of the training and validation clips")
         q.add_argument("--classes", type=int, default=10)
+        q.add_argument("--class-ids", type=int, nargs="+", default=None,
+                       help="train on these classes of the generator only (e.g. 6 7: the rotation pair)")
         q.add_argument("--data", choices=("shapes", "bars"), default="shapes")
         q.add_argument("--head-init", choices=("fixed", "xavier"), default="fixed",
                        help="fixed: the model's own head init (trunc-normal 0.02); xavier: the old, overwritten one")
         q.add_argument("--seed", type=int, default=0)
         q.add_argument("--lr", type=float, default=1e-3)
         q.add_argument("--wd", type=float, default=0.05)
+        q.add_argument("--beta2", type=float, default=0.999)
         q.add_argument("--warmup", type=int, default=-1)
         q.add_argument("--batch", type=int, default=16)
         q.add_argument("--steps", type=int, default=150)
         q.add_argument("--every", type=int, default=10)
         q.add_argument("--per-class", type=int, default=18)
+        q.add_argument("--val-per-class", type=int, default=6)
         q.add_argument("--randaugment", type=float, default=0.0, help="RandAugment magnitude (2 layers); 0 off")
         q.add_argument("--hflip", action="store_true")
     args = p.parse_args()

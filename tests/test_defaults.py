@@ -109,4 +109,9 @@ def test_library_validation_uses_the_same_tuples():
         load_config(sets=["init_inflate=tiled"])
     with pytest.raises(ValueError, match="pyav"):
         load_config(sets=["data.decoder=opencv"])
+    for policy in defaults.SHORT_POLICIES:
+        assert load_config(sets=[f"data.short={policy}"]).data.short == policy
+        assert set(defaults.SHORT_EFFECT) == set(defaults.SHORT_POLICIES)
+    with pytest.raises(ValueError, match="--set data.short= one of"):
+        load_config(sets=["data.short=wrap"])
     assert FailureCounter().max_fraction == defaults.MAX_FAIL_FRACTION

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 __all__ = [
     "AGGREGATIONS", "DECODERS", "EVAL_CLIPS", "EVAL_CROPS", "IMAGE_EXTENSIONS", "INFLATE_STRATEGIES",
-    "MAX_FAIL_FRACTION", "MAX_FRAME_PIXELS", "PRECISIONS", "PRECISION_CHOICES", "VAL_CLIPS", "VAL_CROPS",
+    "MAX_FAIL_FRACTION", "MAX_FRAME_PIXELS", "PRECISIONS", "PRECISION_CHOICES", "SHORT_EFFECT", "SHORT_POLICIES",
+    "VAL_CLIPS",
+    "VAL_CROPS",
 ]
 
 # Numeric precision of the matrix products (tubevit.model.precision): fp32 as is, bf16 / fp16 under
@@ -27,6 +29,14 @@ AGGREGATIONS = ("mean_logits", "mean_probs")
 
 # Video decoder backends (tubevit.data.decode); "auto" is PyAV, the one always installed.
 DECODERS = ("auto", "pyav", "torchcodec", "decord")
+
+# What a clip does on a video shorter than its span (tubevit.data.sampling): loop (wrap around, as
+# mmaction2), pad (repeat the last frame), fit (a smaller stride, so the clip covers the video once
+# forward, with no jump and no frozen tail). The first is data.short's default.
+SHORT_POLICIES = ("loop", "pad", "fit")
+# How the warnings about such videos say what happened to them.
+SHORT_EFFECT = {"loop": "their clips loop", "pad": "their clips repeat the last frame",
+                "fit": "their clips run through the whole video at a lower stride"}
 
 # How a 2D patch kernel is spread over a tube's frames (tubevit.convert.kernels.inflate; scenic
 # ViViT's central_frame / average_frame initialisers).

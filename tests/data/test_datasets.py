@@ -241,6 +241,29 @@ def test_videos_shorter_than_one_clip_are_flagged_and_collated(videos, train):
     assert [ds1[i]["short"] for i in range(2)] == [False, False]
 
 
+@pytest.mark.parametrize("train", [True, False])
+def test_short_policy_picks_the_frames_a_short_video_is_decoded_at(videos, monkeypatch, train):
+    import tubevit.data.datasets as datasets_mod
+
+    seen = []
+    real = datasets_mod.decode_frames
+    monkeypatch.setattr(datasets_mod, "decode_frames",
+                        lambda v, idx, short_side=None: seen.append(list(idx)) or real(v, idx, short_side=short_side))
+    root = videos["normal"].parent  # 30 frames; 8 frames at stride 8 span 57
+    kw = {} if train else {"clips": 1, "crops": 1}
+    for short in ("fit", "pad", "loop"):
+        item = VideoDataset([("normal.mp4", 0)], root, frames=8, stride=8, size=32, train=train, short=short,
+                            randaugment=None, **kw)[0]
+        assert item["short"] and item["video"].shape[2] == 8
+    fit, pad, loop = seen
+    assert fit == [0, 4, 8, 12, 16, 20, 24, 29]  # floor(i * 29 / 7): first frame to last, once
+    assert pad == [0, 8, 16, 24, 29]
+    # A loop wraps (8 distinct frames, decoded once each in sorted order); evaluation starts it at 0.
+    assert len(loop) == 8 and (train or loop == [0, 2, 8, 10, 16, 18, 24, 26])
+    with pytest.raises(ValueError, match="short must be one of"):
+        VideoDataset([("normal.mp4", 0)], root, frames=8, size=32, train=train, short="wrap", **kw)
+
+
 def test_decode_time_scaling_only_for_sources_well_above_the_needed_size(tmp_path, monkeypatch):
     from tubevit.data.synthetic import write_video
     from tubevit.defaults import DECODE_SCALE_ABOVE

@@ -9,6 +9,7 @@ from tubevit.data.sampling import (
     clip_indices,
     clip_span,
     eval_clip_indices,
+    fit_stride,
     resolve_stride,
     train_clip_indices,
 )
@@ -74,3 +75,37 @@ def test_eval_clips_uniform_and_deterministic():
     short = eval_clip_indices(5, 4, 2, 3)
     np.testing.assert_array_equal(short, [[0, 2, 4, 1]] * 3)
     np.testing.assert_array_equal(eval_clip_indices(5, 4, 2, 3, short="pad")[0], [0, 2, 4, 4])
+
+
+def test_fit_stride_closed_form():
+    assert fit_stride(100, 32, 2) == 2.0  # span 63 fits 100 frames: the run's stride
+    assert fit_stride(48, 32, 2) == pytest.approx(47 / 31)  # span exactly the video
+    assert fit_stride(63, 32, 2) == 2.0  # just fits
+    assert fit_stride(10, 16, 2) == pytest.approx(9 / 15)  # fewer frames than the clip: below 1
+    assert fit_stride(5, 1, 3) == 3.0  # one frame always fits
+    with pytest.raises(ValueError):
+        fit_stride(0, 4, 2)
+
+
+@pytest.mark.parametrize("n", [1, 2, 10, 31, 47, 48, 62])
+def test_fit_runs_once_through_a_short_video_first_frame_to_last(n):
+    # 32 frames at stride 2 span 63 source frames: every n here is shorter.
+    rng = np.random.default_rng(0)
+    for clip in (train_clip_indices(n, 32, 2, rng, short="fit"), *eval_clip_indices(n, 32, 2, 3, short="fit")):
+        assert clip.shape == (32,)
+        assert clip[0] == 0 and clip[-1] == n - 1  # the whole video
+        assert (np.diff(clip) >= 0).all()  # forward only: no jump back, unlike loop
+        assert (np.diff(clip) <= 2).all()  # never faster than the run's stride
+        if n >= 32:
+            assert len(np.unique(clip)) == 32  # no frame repeats while the video has enough
+    np.testing.assert_array_equal(clip_indices(0, 6, 2, 5, short="fit"), [0, 0, 1, 2, 3, 4])
+
+
+def test_fit_changes_nothing_where_the_clip_fits():
+    for seed in range(5):
+        a = train_clip_indices(100, 8, 2, np.random.default_rng(seed), short="fit")
+        b = train_clip_indices(100, 8, 2, np.random.default_rng(seed), short="loop")
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(eval_clip_indices(100, 4, 2, 4, short="fit"), eval_clip_indices(100, 4, 2, 4))
+    with pytest.raises(ValueError, match="short must be one of"):
+        train_clip_indices(100, 8, 2, np.random.default_rng(0), short="wrap")

@@ -17,13 +17,13 @@ def _tiny_model(num_classes=NUM_CLASSES, seed=0, heads=None):
     return create_model("tubevit_tiny", num_classes=heads or {"video": num_classes}, tubes="two_tube", depth=2)
 
 
-def _save_checkpoint(path, model, classes, *, frames=FRAMES, size=SIZE):
+def _save_checkpoint(path, model, classes, *, frames=FRAMES, size=SIZE, short="loop"):
     """The checkpoint contract of tubevit.engine.checkpoint: model, model_config, config, class_names."""
     from tubevit.configs import default_config
 
     cfg = default_config("tubevit_tiny")
     cfg.model = model.cfg
-    cfg.data.frames, cfg.data.size, cfg.data.stride = frames, size, 1.0
+    cfg.data.frames, cfg.data.size, cfg.data.stride, cfg.data.short = frames, size, 1.0, short
     torch.save({"model": model.state_dict(), "model_config": model.cfg.to_dict(), "config": cfg.to_dict(),
                 "class_names": classes, "step": 7}, path)
     return path

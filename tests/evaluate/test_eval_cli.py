@@ -147,6 +147,21 @@ def test_eval_warns_once_with_the_count_of_videos_shorter_than_a_clip(tiny_ckpt,
                                            f"(16 frames at stride 2); their clips loop"])
 
 
+def test_eval_samples_short_videos_by_the_checkpoints_data_short(tiny_data, tmp_path, capsys):
+    from tests.evaluate.conftest import _save_checkpoint, _tiny_model
+
+    ckpt = _save_checkpoint(tmp_path / "fit.pt", _tiny_model(), {"video": tiny_data["names"]}, short="fit")
+    args = ["eval", "--checkpoint", str(ckpt), "--val-list", str(tiny_data["val_clean"]), "--data-root",
+            str(tiny_data["root"]), "--clips", "2", "--crops", "1", "--workers", "0", "--no-plot", "--json",
+            "--stride", "2"]
+    assert main(args) == 0
+    out, err = capsys.readouterr()
+    result = json.loads(out)
+    assert result["short"] == "fit" and result["short_videos"] == 8
+    assert ("8 of 8 videos are shorter than one clip (16 frames at stride 2); their clips run through the whole "
+            "video at a lower stride") in err
+
+
 @pytest.mark.parametrize("decoder", ["torchcodec", "decord"])
 def test_a_missing_optional_decoder_is_one_line_naming_the_extra(tiny_ckpt, tiny_data, capsys, monkeypatch, decoder):
     hide_backend(monkeypatch, decoder)  # not installed, even where it is

@@ -6,7 +6,9 @@ import json
 import math
 import sys
 
-from tubevit.defaults import AGGREGATIONS, DECODERS, EVAL_CLIPS, EVAL_CROPS, MAX_FAIL_FRACTION, PRECISION_CHOICES
+from tubevit.defaults import (
+    AGGREGATIONS, DECODERS, EVAL_CLIPS, EVAL_CROPS, MAX_FAIL_FRACTION, PRECISION_CHOICES, SHORT_EFFECT, SHORT_POLICIES,
+)
 
 NAME = "eval"
 HELP = "evaluate a checkpoint: multi-view top-1/top-5, per-class accuracy, confusion-matrix PNG"
@@ -68,7 +70,7 @@ def run(args) -> int:
 
 def short_videos_line(r: dict) -> str:
     return (f"{r['short_videos']} of {r['videos']} videos are shorter than one clip ({r['frames']} frames at stride "
-            f"{r['stride']:g}); their clips loop")
+            f"{r['stride']:g}); {SHORT_EFFECT[r.get('short', SHORT_POLICIES[0])]}")
 
 
 def _pct(x) -> str:

@@ -19,7 +19,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from tubevit.configs.schema import SOURCE_KINDS, TRACKER_NAMES, TrainConfig, default_config
-from tubevit.defaults import AGGREGATIONS, DECODERS, INFLATE_STRATEGIES, PRECISION_CHOICES
+from tubevit.defaults import AGGREGATIONS, DECODERS, INFLATE_STRATEGIES, PRECISION_CHOICES, SHORT_POLICIES
 from tubevit.model.presets import list_models
 
 __all__ = ["load_config", "parse_set", "apply_updates", "validate", "save_config", "config_from_dict"]
@@ -162,6 +162,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
     need(cfg.precision in PRECISION_CHOICES,
          f"precision {cfg.precision!r}: use --precision with one of {PRECISION_CHOICES}")
     need(cfg.eval.aggregation in AGGREGATIONS, f"eval.aggregation must be one of {AGGREGATIONS}")
+    need(cfg.data.short in SHORT_POLICIES,
+         f"data.short {cfg.data.short!r}: use --set data.short= one of {SHORT_POLICIES}")
     need(cfg.data.decoder in DECODERS, f"data.decoder {cfg.data.decoder!r}: use --set data.decoder= one of {DECODERS}")
     need(cfg.init_inflate in INFLATE_STRATEGIES,
          f"init_inflate {cfg.init_inflate!r}: use --inflate with one of {INFLATE_STRATEGIES}")

@@ -65,6 +65,10 @@ class DataConfig:
     frames: int = 32
     # Frame stride in source frames (ignored when fps > 0).
     stride: float = 2.0
+    # A video shorter than one clip's span, one of tubevit.defaults.SHORT_POLICIES: loop (wrap
+    # around), pad (repeat the last frame), fit (that video's stride lowered so the clip covers it
+    # once, first frame to last). Training, validation, eval and predict read the same key.
+    short: str = defaults.SHORT_POLICIES[0]
     # Target frame rate (§5: 15 Kinetics, 24 SSv2, 6 Charades); 0 = use stride.
     fps: float = 0.0
     # Square crop size (§5: 224).

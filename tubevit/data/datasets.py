@@ -64,7 +64,7 @@ from tubevit.data.transforms import (
     spatial_crops,
     to_planes,
 )
-from tubevit.defaults import DECODE_SCALE_ABOVE, IMAGE_EXTENSIONS, MAX_FRAME_PIXELS
+from tubevit.defaults import DECODE_SCALE_ABOVE, IMAGE_EXTENSIONS, MAX_FRAME_PIXELS, SHORT_POLICIES
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageDataset", "VideoDataset", "read_annotations", "read_classes"]
 
@@ -344,7 +344,8 @@ class _Base(Dataset):
         except VideoDecodeError as err:
             _warn_once(path, err)
             return None
-        # "short": a video with fewer frames than one clip spans (its clips loop); never for images.
+        # "short": a video with fewer frames than one clip spans (its clips loop, pad or fit:
+        # data.short); never for images.
         item = {self._key: data, "label": label, "index": index, "view": view, "source": self.name, "short": False}
         for more in extra:  # videos: "short", and with augment_on="device" the drawn ops "augment"
             item.update(more)
@@ -410,6 +411,8 @@ class VideoDataset(_Base):
             raise ValueError("training takes one clip and one crop per video (V = 1)")
         self.frames, self.stride, self.fps, self.size, self.train = frames, stride, fps, size, train
         self.clips, self.crops, self.hflip, self.randaugment = clips, crops, hflip, randaugment
+        if short not in SHORT_POLICIES:
+            raise ValueError(f"short must be one of {SHORT_POLICIES}, got {short!r}")
         self.scale, self.short, self.decoder, self.folder_fps = scale, short, decoder, folder_fps
         self.mean, self.std = tuple(mean), tuple(std)
         self.augment_on = _check_augment_on(augment_on, train)
@@ -447,7 +450,7 @@ class VideoDataset(_Base):
                          max_frame_pixels=self.max_frame_pixels) as video:
             info = video.info
             stride = resolve_stride(self.stride, self.fps, info.fps)
-            # Shorter than one clip: its clips loop (or pad), which the loader counts per run (item "short").
+            # Shorter than one clip: its clips loop, pad or fit, which the loader counts per run (item "short").
             short = {"short": info.num_frames < clip_span(self.frames, stride)}
             if self.train:
                 seed = int(torch.randint(0, 2**62, (), generator=generator))

@@ -6,11 +6,15 @@ Kinetics, 32 frames at 24 fps for SSv2, 128 at 6 fps for Charades); evaluation a
 ``span = floor((frames - 1) * stride) + 1`` source frames; a target frame rate turns into the
 stride ``source_fps / target_fps`` (possibly fractional; indices are floored).
 
-Videos shorter than a clip never fail. ``short="loop"`` (default) wraps the indices around
-(``i mod num_frames``), as mmaction2 does, so the clip keeps moving forward in time with one jump;
-``short="pad"`` repeats the last frame instead (the clip freezes at the end). Looping is the
-default because the classes the paper targets (and the built-in data) are defined by motion, and a
-frozen tail carries none.
+Videos shorter than a clip never fail (``tubevit.defaults.SHORT_POLICIES``, ``data.short``).
+``short="loop"`` (default) wraps the indices around (``i mod num_frames``), as mmaction2 does, so
+the clip keeps moving forward in time with one jump back to the start; ``short="pad"`` repeats the
+last frame instead (the clip freezes at the end); ``short="fit"`` lowers the stride of that video
+to ``(num_frames - 1) / (frames - 1)`` (:func:`fit_stride`), so the clip runs once through the
+whole video, first frame to last, with neither a jump nor a frozen tail (as PyTorchVideo's uniform
+subsampling of a truncated clip; below ``frames`` source frames, frames repeat). A frozen tail
+carries no motion; a loop's jump is an event the video does not contain (on time-reversed classes,
+a step backwards in the middle of the clip); a fitted clip moves faster than the run's stride.
 """
 
 from __future__ import annotations
@@ -19,16 +23,17 @@ import math
 
 import numpy as np
 
+from tubevit.defaults import SHORT_POLICIES
+
 __all__ = [
     "SHORT_POLICIES",
     "clip_indices",
     "clip_span",
     "eval_clip_indices",
+    "fit_stride",
     "resolve_stride",
     "train_clip_indices",
 ]
-
-SHORT_POLICIES = ("loop", "pad")
 
 
 def resolve_stride(stride: float | None, fps: float | None, source_fps: float | None) -> float:
@@ -54,14 +59,32 @@ def clip_span(frames: int, stride: float) -> int:
     return int(math.floor((frames - 1) * stride + 1e-9)) + 1
 
 
+def fit_stride(num_frames: int, frames: int, stride: float) -> float:
+    """The stride of ``short="fit"``: ``stride`` where the clip fits the video, else the one whose
+    span is exactly the video, ``(num_frames - 1) / (frames - 1)`` (below 1 when the video has
+    fewer than ``frames`` frames: some repeat)."""
+    if num_frames < 1:
+        raise ValueError(f"video has no frames (num_frames={num_frames})")
+    if frames < 2 or clip_span(frames, stride) <= num_frames:
+        return float(stride)
+    return (num_frames - 1) / (frames - 1)
+
+
+def _check_short(short: str) -> None:
+    if short not in SHORT_POLICIES:
+        raise ValueError(f"short must be one of {SHORT_POLICIES}, got {short!r}")
+
+
 def clip_indices(
     start: int, frames: int, stride: float, num_frames: int, *, short: str = "loop"
 ) -> np.ndarray:
-    """``frames`` indices from ``start`` at ``stride``, folded into ``[0, num_frames)``."""
-    if short not in SHORT_POLICIES:
-        raise ValueError(f"short must be one of {SHORT_POLICIES}, got {short!r}")
+    """``frames`` indices from ``start`` at ``stride``, folded into ``[0, num_frames)`` (``fit``:
+    at :func:`fit_stride`, which a clip starting at 0 never leaves)."""
+    _check_short(short)
     if num_frames < 1:
         raise ValueError(f"video has no frames (num_frames={num_frames})")
+    if short == "fit":
+        stride = fit_stride(num_frames, frames, stride)
     idx = start + np.floor(np.arange(frames) * stride + 1e-9).astype(np.int64)
     if short == "loop":
         return idx % num_frames
@@ -79,8 +102,10 @@ def train_clip_indices(
     """One random clip (uniform start over every position where it fits): ``int64 [frames]``.
 
     If the video is shorter than the clip span, the clip starts at a random frame and loops
-    (``short="loop"``), or starts at 0 and repeats the last frame (``short="pad"``).
+    (``short="loop"``), or starts at 0 and repeats the last frame (``short="pad"``), or starts
+    at 0 and spans the whole video at a smaller stride (``short="fit"``).
     """
+    _check_short(short)
     span = clip_span(frames, stride)
     if span <= num_frames:
         start = int(rng.integers(0, num_frames - span + 1))
@@ -98,8 +123,10 @@ def eval_clip_indices(
 
     Starts are ``round(linspace(0, num_frames - span, clips))`` (first clip at the start, last
     at the end); a single clip is centred. Shorter videos start every clip at 0 (the views then
-    differ only spatially), so evaluation is deterministic and never crashes.
+    differ only spatially), so evaluation is deterministic and never crashes; with ``short="fit"``
+    each of them spans the whole video.
     """
+    _check_short(short)
     if clips < 1:
         raise ValueError(f"clips must be >= 1, got {clips}")
     span = clip_span(frames, stride)

@@ -39,6 +39,7 @@ from tubevit.data.joint import JointLoader, source_counts
 from tubevit.data.device_augment import finish_batch
 from tubevit.data.loader import FailureCounter, build_loader, plan_cpu
 from tubevit.data.transforms import MixupCutmix, RandAugment, auto_randaugment
+from tubevit.defaults import SHORT_EFFECT
 from tubevit.engine import checkpoint as ckpt_io
 from tubevit.engine import distributed as D
 from tubevit.engine.ema import EMA
@@ -152,7 +153,7 @@ def build_sources(cfg: TrainConfig) -> list[Source]:
         if kind == "video":
             dataset_cls, eval_views = VideoDataset, dict(clips=cfg.eval.clips, crops=cfg.eval.crops)
             common = dict(frames=clip["frames"], stride=clip["stride"], fps=clip["fps"] or None, size=clip["size"],
-                          decoder=d.decoder, max_frame_pixels=d.max_frame_pixels, name=src.name)
+                          decoder=d.decoder, max_frame_pixels=d.max_frame_pixels, short=d.short, name=src.name)
             train_only = dict(augment_on=d.augment_on)
         else:
             dataset_cls, eval_views = ImageDataset, dict(crops=cfg.eval.crops)
@@ -725,7 +726,8 @@ class Trainer:
 
     def _warn_short(self, key: str, count: int, total: int, source) -> None:
         """One line per run and source (not one per video): videos shorter than one clip are
-        not errors, their clips loop, but a data set of many such videos trains on repeated frames."""
+        not errors (their clips loop, pad or fit, data.short), but a data set of many such videos
+        trains on clips it does not hold at the run's rate."""
         if key in self._short_warned or not count:
             return
         self._short_warned.add(key)
@@ -734,7 +736,7 @@ class Trainer:
             rate = f"{clip['fps']:g} fps" if clip["fps"] else f"stride {clip['stride']:g}"
             split = "training" if key.startswith("train/") else "validation"
             self._log(f"warning: source {source.name!r}: {count} of {total} {split} videos are shorter than one "
-                      f"clip ({clip['frames']} frames at {rate}); their clips loop")
+                      f"clip ({clip['frames']} frames at {rate}); {SHORT_EFFECT[self.cfg.data.short]}")
 
     # -------------------------------------------------------------------------------- the loop
     def fit(self, stop_after: int | None = None) -> dict:

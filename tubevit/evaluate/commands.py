@@ -34,7 +34,7 @@ def clip_settings(session: InferenceSession, *, frames=None, size=None, stride=N
     """Clip geometry for evaluation: the model file's settings, overridden by what is given."""
     c = session.clip_settings(frames=frames, size=size, stride=stride, fps=fps, decoder=decoder)
     return {"frames": c.frames, "size": c.size, "stride": c.stride, "fps": c.fps, "decoder": c.decoder,
-            "mean": c.mean, "std": c.std, "max_frame_pixels": c.max_frame_pixels}
+            "mean": c.mean, "std": c.std, "max_frame_pixels": c.max_frame_pixels, "short": c.short}
 
 
 def _is_index_names(names: Sequence[str]) -> bool:
@@ -144,7 +144,7 @@ def evaluate_checkpoint(
         dataset = VideoDataset(
             samples, data_root, frames=geo["frames"], stride=geo["stride"], fps=geo["fps"], size=geo["size"],
             train=False, clips=clips, crops=crops, decoder=geo["decoder"], mean=geo["mean"], std=geo["std"],
-            class_names=names, name=head, max_frame_pixels=geo["max_frame_pixels"],
+            class_names=names, name=head, max_frame_pixels=geo["max_frame_pixels"], short=geo["short"],
         )
     loader = build_loader(dataset, batch_size=batch_size, workers=workers, shuffle=False)
     bar = None
@@ -163,7 +163,7 @@ def evaluate_checkpoint(
             bar.close()
     result.update(
         checkpoint=str(checkpoint), head=head, kind=kind, classes=list(names), clips=clips, crops=crops,
-        frames=geo["frames"], size=geo["size"], stride=geo["stride"], fps=geo["fps"], device=str(dev),
+        frames=geo["frames"], size=geo["size"], stride=geo["stride"], fps=geo["fps"], short=geo["short"], device=str(dev),
         stride_scale=session.model.cfg.eval_stride_scale,
         per_class_named={n: a for n, a in zip(names, result["per_class"])},
     )

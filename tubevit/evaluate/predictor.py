@@ -122,7 +122,8 @@ class Predictor:
                                 name=head, class_names=self.session.class_names(head))
         return VideoDataset(samples, "/", frames=c.frames, stride=c.stride, fps=c.fps, size=c.size, train=False,
                             clips=self.clips, crops=self.crops, decoder=c.decoder, mean=c.mean, std=c.std,
-                            name=head, class_names=self.session.class_names(head), max_frame_pixels=c.max_frame_pixels)
+                            name=head, class_names=self.session.class_names(head), max_frame_pixels=c.max_frame_pixels,
+                            short=c.short)
 
     def _top(self, logits: torch.Tensor, views: torch.Tensor, expected: int, head: str) -> list[dict]:
         agg = aggregate_views([0] * logits.shape[0], views, logits, aggregation=self.aggregation,

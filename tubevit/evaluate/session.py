@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from tubevit.devices import resolve_device
-from tubevit.defaults import MAX_FRAME_PIXELS
+from tubevit.defaults import MAX_FRAME_PIXELS, SHORT_POLICIES
 from tubevit.evaluate.evaluator import autocast_context
 from tubevit.evaluate.loading import LoadedModel, load_model
 from tubevit.model.precision import cast_for_inference, emulation_warning, resolve_precision
@@ -35,6 +35,8 @@ class ClipSettings:
     std: tuple
     # The training run's data.max_frame_pixels (tubevit.defaults.MAX_FRAME_PIXELS if it had none).
     max_frame_pixels: int = MAX_FRAME_PIXELS
+    # The training run's data.short: what a clip does on a video shorter than its span.
+    short: str = SHORT_POLICIES[0]
 
 
 class InferenceSession:
@@ -104,7 +106,7 @@ class InferenceSession:
             stride=float(stride or p.stride or d.stride),
             fps=(float(fps) if fps is not None else (p.fps or d.fps or 0.0)) or None,
             decoder=decoder or d.decoder, mean=tuple(p.mean), std=tuple(p.std),
-            max_frame_pixels=int(d.max_frame_pixels),
+            max_frame_pixels=int(d.max_frame_pixels), short=str(d.short),
         )
 
     def logits(self, views: torch.Tensor, head: str, view_batch: int | None = None) -> torch.Tensor:
