@@ -14,7 +14,7 @@ to ``(num_frames - 1) / (frames - 1)`` (:func:`fit_stride`), so the clip runs on
 whole video, first frame to last, with neither a jump nor a frozen tail (as PyTorchVideo's uniform
 subsampling of a truncated clip; below ``frames`` source frames, frames repeat). A frozen tail
 carries no motion; a loop's jump is an event the video does not contain (on time-reversed classes,
-a step backwards in the middle of the clip); a fitted clip moves faster than the run's stride.
+a step backwards in the middle of the clip); a fitted clip moves more slowly than at the run's stride.
 """
 
 from __future__ import annotations

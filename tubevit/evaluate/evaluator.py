@@ -358,7 +358,7 @@ def evaluate(
     ``videos``                  videos evaluated (with at least one view)
     ``skipped``                 videos that could not be decoded (never substituted)
     ``skipped_files``           up to 20 ``{"index", "path", "reason"}``
-    ``short_videos``            videos shorter than one clip (their clips loop; never an error)
+    ``short_videos``            videos shorter than one clip (their clips loop, pad or fit: data.short; never an error)
     ``views``                   views per video (clips x crops; the most seen if not known)
     ``total_views``             views forwarded in all
     ``incomplete``              videos with fewer than ``views`` views (see ``missing``)
