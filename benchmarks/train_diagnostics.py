@@ -215,6 +215,9 @@ def main():
         q.add_argument("--randaugment", type=float, default=0.0, help="RandAugment magnitude (2 layers); 0 off")
         q.add_argument("--hflip", action="store_true")
     args = p.parse_args()
+    if args.cmd == "curve" and (args.frames - 1) * args.stride + 1 > args.video_frames:
+        p.error(f"{args.frames} frames at stride {args.stride} span {(args.frames - 1) * args.stride + 1} frames, "
+                f"more than --video-frames {args.video_frames}")
     args.func(args)
 
 

@@ -11,8 +11,7 @@ from __future__ import annotations
 __all__ = [
     "AGGREGATIONS", "DECODERS", "EVAL_CLIPS", "EVAL_CROPS", "IMAGE_EXTENSIONS", "INFLATE_STRATEGIES",
     "MAX_FAIL_FRACTION", "MAX_FRAME_PIXELS", "PRECISIONS", "PRECISION_CHOICES", "SHORT_EFFECT", "SHORT_POLICIES",
-    "VAL_CLIPS",
-    "VAL_CROPS",
+    "VAL_CLIPS", "VAL_CROPS",
 ]
 
 # Numeric precision of the matrix products (tubevit.model.precision): fp32 as is, bf16 / fp16 under

@@ -242,3 +242,19 @@ def test_timm_surface(model):
     with pytest.raises(ValueError, match="forward_pooled"):
         m.reset_classifier(0)
     assert m.pretrained_cfg["mean"] == (0.485, 0.456, 0.406) and m.pretrained_cfg["classifier"] == ["heads.k400"]
+
+
+def test_the_short_video_policy_travels_with_the_weights(model, tmp_path):
+    # data.short is a clip setting the weights were trained with: a folder or .safetensors made from
+    # the checkpoint (no training config in a save_pretrained folder) must still say "fit".
+    from tubevit.io.schema import Preprocessing
+
+    state = _train_state(model)
+    state["config"]["data"]["short"] = "fit"
+    ckpt = ckpt_io.save_checkpoint(state, tmp_path / "c.pt")
+    tubevit.from_pretrained(ckpt).save_pretrained(tmp_path / "folder")
+    for path in (ckpt, export_checkpoint(ckpt, tmp_path / "w.safetensors")[0], tmp_path / "folder"):
+        assert load_model(path).preprocessing.short == "fit", path
+    assert load_model(ckpt_io.save_checkpoint(_train_state(model), tmp_path / "d.pt")).preprocessing.short == "loop"
+    with pytest.raises(ModelFileError, match="short 'wrap' is not one of"):
+        Preprocessing(short="wrap")

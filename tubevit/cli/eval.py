@@ -7,7 +7,7 @@ import math
 import sys
 
 from tubevit.defaults import (
-    AGGREGATIONS, DECODERS, EVAL_CLIPS, EVAL_CROPS, MAX_FAIL_FRACTION, PRECISION_CHOICES, SHORT_EFFECT, SHORT_POLICIES,
+    AGGREGATIONS, DECODERS, EVAL_CLIPS, EVAL_CROPS, MAX_FAIL_FRACTION, PRECISION_CHOICES, SHORT_EFFECT,
 )
 
 NAME = "eval"
@@ -70,7 +70,7 @@ def run(args) -> int:
 
 def short_videos_line(r: dict) -> str:
     return (f"{r['short_videos']} of {r['videos']} videos are shorter than one clip ({r['frames']} frames at stride "
-            f"{r['stride']:g}); {SHORT_EFFECT[r.get('short', SHORT_POLICIES[0])]}")
+            f"{r['stride']:g}); {SHORT_EFFECT[r['short']]}")
 
 
 def _pct(x) -> str:

@@ -51,7 +51,7 @@ from tubevit.data.decode import (
     probe,  # noqa: F401  (part of this module's namespace: callers and tests patch it)
     read_image,
 )
-from tubevit.data.sampling import clip_span, eval_clip_indices, resolve_stride, train_clip_indices
+from tubevit.data.sampling import check_short, clip_span, eval_clip_indices, resolve_stride, train_clip_indices
 from tubevit.data.transforms import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -64,7 +64,7 @@ from tubevit.data.transforms import (
     spatial_crops,
     to_planes,
 )
-from tubevit.defaults import DECODE_SCALE_ABOVE, IMAGE_EXTENSIONS, MAX_FRAME_PIXELS, SHORT_POLICIES
+from tubevit.defaults import DECODE_SCALE_ABOVE, IMAGE_EXTENSIONS, MAX_FRAME_PIXELS
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageDataset", "VideoDataset", "read_annotations", "read_classes"]
 
@@ -411,8 +411,7 @@ class VideoDataset(_Base):
             raise ValueError("training takes one clip and one crop per video (V = 1)")
         self.frames, self.stride, self.fps, self.size, self.train = frames, stride, fps, size, train
         self.clips, self.crops, self.hflip, self.randaugment = clips, crops, hflip, randaugment
-        if short not in SHORT_POLICIES:
-            raise ValueError(f"short must be one of {SHORT_POLICIES}, got {short!r}")
+        check_short(short)  # at construction, not at the first item
         self.scale, self.short, self.decoder, self.folder_fps = scale, short, decoder, folder_fps
         self.mean, self.std = tuple(mean), tuple(std)
         self.augment_on = _check_augment_on(augment_on, train)

@@ -27,6 +27,7 @@ from tubevit.defaults import SHORT_POLICIES
 
 __all__ = [
     "SHORT_POLICIES",
+    "check_short",
     "clip_indices",
     "clip_span",
     "eval_clip_indices",
@@ -70,7 +71,8 @@ def fit_stride(num_frames: int, frames: int, stride: float) -> float:
     return (num_frames - 1) / (frames - 1)
 
 
-def _check_short(short: str) -> None:
+def check_short(short: str) -> None:
+    """A ValueError naming the choices unless ``short`` is one of ``SHORT_POLICIES``."""
     if short not in SHORT_POLICIES:
         raise ValueError(f"short must be one of {SHORT_POLICIES}, got {short!r}")
 
@@ -80,7 +82,7 @@ def clip_indices(
 ) -> np.ndarray:
     """``frames`` indices from ``start`` at ``stride``, folded into ``[0, num_frames)`` (``fit``:
     at :func:`fit_stride`, which a clip starting at 0 never leaves)."""
-    _check_short(short)
+    check_short(short)
     if num_frames < 1:
         raise ValueError(f"video has no frames (num_frames={num_frames})")
     if short == "fit":
@@ -105,7 +107,7 @@ def train_clip_indices(
     (``short="loop"``), or starts at 0 and repeats the last frame (``short="pad"``), or starts
     at 0 and spans the whole video at a smaller stride (``short="fit"``).
     """
-    _check_short(short)
+    check_short(short)
     span = clip_span(frames, stride)
     if span <= num_frames:
         start = int(rng.integers(0, num_frames - span + 1))
@@ -126,7 +128,7 @@ def eval_clip_indices(
     differ only spatially), so evaluation is deterministic and never crashes; with ``short="fit"``
     each of them spans the whole video.
     """
-    _check_short(short)
+    check_short(short)
     if clips < 1:
         raise ValueError(f"clips must be >= 1, got {clips}")
     span = clip_span(frames, stride)

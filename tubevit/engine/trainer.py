@@ -205,7 +205,8 @@ def _resolve_preprocessing(cfg: TrainConfig, model: TubeViT, ckpt: Mapping | Non
                 else model.preprocessing or Preprocessing())
         mean, std, source = base.mean, base.std, base.source
     d.mean, d.std = [float(v) for v in mean], [float(v) for v in std]
-    return Preprocessing(mean, std, frames=d.frames, size=d.size, stride=d.stride, fps=d.fps or None, source=source)
+    return Preprocessing(mean, std, frames=d.frames, size=d.size, stride=d.stride, fps=d.fps or None, short=d.short,
+                         source=source)
 
 
 def _check_inputs(cfg: TrainConfig, sources: Sequence[Source]) -> None:

@@ -35,7 +35,8 @@ class ClipSettings:
     std: tuple
     # The training run's data.max_frame_pixels (tubevit.defaults.MAX_FRAME_PIXELS if it had none).
     max_frame_pixels: int = MAX_FRAME_PIXELS
-    # The training run's data.short: what a clip does on a video shorter than its span.
+    # The training run's data.short (the file's preprocessing, else its config): what a clip does on
+    # a video shorter than its span.
     short: str = SHORT_POLICIES[0]
 
 
@@ -106,7 +107,7 @@ class InferenceSession:
             stride=float(stride or p.stride or d.stride),
             fps=(float(fps) if fps is not None else (p.fps or d.fps or 0.0)) or None,
             decoder=decoder or d.decoder, mean=tuple(p.mean), std=tuple(p.std),
-            max_frame_pixels=int(d.max_frame_pixels), short=str(d.short),
+            max_frame_pixels=int(d.max_frame_pixels), short=str(p.short or d.short),
         )
 
     def logits(self, views: torch.Tensor, head: str, view_batch: int | None = None) -> torch.Tensor:

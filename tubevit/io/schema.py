@@ -23,6 +23,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
+from tubevit.defaults import SHORT_POLICIES
 from tubevit.io.errors import ModelFileError
 
 SCHEMA_VERSION = 2
@@ -55,6 +56,8 @@ class Preprocessing:
     size: int | None = None
     stride: float | None = None
     fps: float | None = None
+    # data.short of training (tubevit.defaults.SHORT_POLICIES; None: not known, the reader's default).
+    short: str | None = None
     # Where mean/std came from (imagenet default, data.mean, timm, google npz, preprocessor_config.json).
     source: str = "imagenet default"
 
@@ -64,6 +67,8 @@ class Preprocessing:
         if len(self.mean) != len(self.std) or not self.mean or any(s <= 0 for s in self.std):
             raise ModelFileError(f"preprocessing: mean {list(self.mean)} and std {list(self.std)} must have one "
                                  "value per channel and std > 0")
+        if self.short is not None and self.short not in SHORT_POLICIES:
+            raise ModelFileError(f"preprocessing: short {self.short!r} is not one of {SHORT_POLICIES}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -83,7 +88,7 @@ class Preprocessing:
         mean, std = data.get("mean"), data.get("std")
         fps = data.get("fps") or None
         return cls(mean=mean or IMAGENET_MEAN, std=std or IMAGENET_STD, frames=data.get("frames"),
-                   size=data.get("size"), stride=data.get("stride"), fps=fps,
+                   size=data.get("size"), stride=data.get("stride"), fps=fps, short=data.get("short"),
                    source="data.mean" if mean else "imagenet default", **extra)
 
 
